@@ -1,0 +1,57 @@
+"""Fixtures shared by every test tier.
+
+The real Kubernetes API server is the only Kubernetes the tests know. When
+MANDRILL_TEST_KUBECONFIG names a kubeconfig, tests use that cluster (a
+developer's, or kind); otherwise the session starts the local control plane
+(deploy/local/cluster.sh) in its own folder and on its own ports, so it can
+run beside a developer's `make cluster-up`, and stops it at the end if it
+started it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests import kube
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPT = REPO / "deploy" / "local" / "cluster.sh"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[kube.Cluster]:
+    """A reachable cluster: the one MANDRILL_TEST_KUBECONFIG names, or a local one."""
+    given = os.environ.get("MANDRILL_TEST_KUBECONFIG")
+    if given:
+        yield kube.Cluster.from_kubeconfig(pathlib.Path(given))
+        return
+    state = pathlib.Path(os.environ.get("MANDRILL_TEST_CLUSTER_DIR", REPO / ".cache/cluster/test"))
+    env = {
+        **os.environ,
+        "MANDRILL_CLUSTER_DIR": str(state),
+        "MANDRILL_CLUSTER_PORT": os.environ.get("MANDRILL_TEST_CLUSTER_PORT", "26443"),
+    }
+    was_up = (
+        subprocess.run(
+            [CLUSTER_SCRIPT, "status"], env=env, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    subprocess.run([CLUSTER_SCRIPT, "up"], env=env, check=True)
+    try:
+        yield kube.Cluster.from_kubeconfig(state / "kubeconfig")
+    finally:
+        if not was_up and not os.environ.get("MANDRILL_KEEP_CLUSTER"):
+            subprocess.run([CLUSTER_SCRIPT, "down"], env=env, check=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a cluster, so `-m "not cluster"` runs the fast tier alone."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)

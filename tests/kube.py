@@ -1,0 +1,97 @@
+"""Small helpers for tests that talk to a real API server.
+
+Tests wait by polling the API at a short interval with a deadline: a test
+that waits is bounded, and a failure says what it waited for and what it saw
+last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import attrs
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client import ApiClient
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def _pinned_kubectl() -> pathlib.Path | None:
+    """kubectl built by deploy/local at the pinned Kubernetes version, if built."""
+    versions = REPO / "deploy" / "local" / "versions.env"
+    for line in versions.read_text().splitlines():
+        if line.startswith("K8S_VERSION="):
+            version = line.split("=", 1)[1].strip()
+            bin_dir = pathlib.Path(os.environ.get("MANDRILL_BIN_DIR", REPO / ".cache" / "bin"))
+            candidate = bin_dir / f"kubernetes-{version}" / "kubectl"
+            return candidate if candidate.exists() else None
+    return None
+
+
+@attrs.frozen
+class Cluster:
+    """How tests reach the cluster under test."""
+
+    kubeconfig: pathlib.Path
+    """A kubeconfig whose current context has cluster-admin rights."""
+    kubectl_path: pathlib.Path
+    """kubectl at (or near) the server's version."""
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: pathlib.Path) -> Cluster:
+        found = _pinned_kubectl() or shutil.which("kubectl")
+        if found is None:
+            raise RuntimeError("no kubectl: run `make cluster-up` once or put kubectl on PATH")
+        return cls(kubeconfig=kubeconfig.resolve(), kubectl_path=pathlib.Path(found))
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against the cluster; raises with its stderr when `check` fails."""
+        result = subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    async def api_client(self) -> ApiClient:
+        """A fresh kubernetes_asyncio client; the caller closes it."""
+        return await k8s_config.new_client_from_config(
+            config_file=str(self.kubeconfig), persist_config=False
+        )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    what: str,
+    within: float = 60.0,
+    interval: float = 0.25,
+) -> T:
+    """Await `probe` until it returns something other than None or False; return it.
+
+    Raises AssertionError naming `what` and the last value seen on timeout.
+    """
+    deadline = time.monotonic() + within
+    last: object = None
+    while True:
+        last = await probe()
+        if last is not None and last is not False:
+            return last  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(interval)
