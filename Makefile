@@ -1,0 +1,55 @@
+# mandrill: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything here is a thin wrapper over a script you can also run directly.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+CLUSTER := deploy/local/cluster.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help venv build-cluster cluster-up cluster-down cluster-purge cluster-env cluster-status \
+        demo test test-fast lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,lint]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create .venv with mandrill installed (editable) and test tools
+
+build-cluster: ## build etcd, kube-*, kubectl and kwok from pinned Go modules (cached)
+	deploy/local/build.sh
+
+cluster-up: ## start the local control plane (idempotent); MANDRILL_CLUSTER_PORT / _DIR to move it
+	$(CLUSTER) up
+
+cluster-down: ## stop the processes cluster-up started
+	$(CLUSTER) down
+
+cluster-purge: ## stop the cluster and delete its state folder
+	$(CLUSTER) down --purge
+
+cluster-env: ## print export lines: eval "$$(make -s cluster-env)"
+	@$(CLUSTER) env
+
+cluster-status: ## show which control-plane processes run
+	@$(CLUSTER) status
+
+demo: $(STAMP) ## set up and run the main job against the local cluster
+	deploy/local/demo.sh
+
+test: $(STAMP) ## set up and run the whole test suite (starts its own cluster if needed)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## tests that need no cluster
+	$(VENV)/bin/python -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
