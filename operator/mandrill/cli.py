@@ -1,7 +1,8 @@
 """The `mandrill` command line.
 
-Each subcommand is a thin shell over the package: parse flags, call one
-function, turn its outcome into an exit status and one clear line on error.
+Each subcommand is a module under mandrill.commands with `add_parser` and
+`run`: a thin shell that parses flags, calls into the package, and turns the
+outcome into an exit status and one clear line on error.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import sys
 from collections.abc import Sequence
 
 import mandrill
+from mandrill.commands import run as run_command
+
+COMMANDS = {"run": run_command}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Kubernetes operator consuming RestartRequest and CrawlJob resources.",
     )
     parser.add_argument("--version", action="version", version=f"mandrill {mandrill.__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS.values():
+        module.add_parser(sub)
     return parser
 
 
@@ -31,4 +37,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return 0
+    status: int = COMMANDS[args.command].run(args)
+    return status
