@@ -1,0 +1,1 @@
+"""RestartRequest: select targets, save to the journal and restart concurrently, acknowledge."""

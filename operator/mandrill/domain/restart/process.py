@@ -1,0 +1,306 @@
+"""Consume one RestartRequest: plan, then save and restart concurrently, then acknowledge.
+
+The order is the contract:
+
+1. Plan. Choose the targets and record the plan in the request's status
+   before touching anything. A resumed request (after a crash or a retry)
+   finds its plan there and acts only on targets still Pending, so no target
+   is restarted twice; pod deletions and evictions also carry the pod's UID
+   as a precondition, so even a stale plan can never hit a replacement pod.
+2. Save and restart, concurrently and independently: a journal that is down
+   does not stop a restart, and a failed restart is still journalled.
+3. Acknowledge: one status patch with the phase, the conditions and every
+   target's outcome. The request is acknowledged once that patch is accepted.
+
+Ports are Protocols so this module runs without a cluster in unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from mandrill.domain.errors import PermanentError, StoreError, TransientError
+from mandrill.domain.restart import selection
+from mandrill.domain.restart.models import (
+    Candidate,
+    Outcome,
+    Phase,
+    Plan,
+    RequestRef,
+    RestartSpec,
+    StepResult,
+    TargetResult,
+)
+
+
+class Targets(Protocol):
+    """The cluster, as far as restarting goes."""
+
+    async def find(self, *, namespace: str, spec: RestartSpec) -> list[Candidate]:
+        """Matches of the target; raises PermanentError if a named target does not exist."""
+
+    async def restart(
+        self, *, namespace: str, target: TargetResult, spec: RestartSpec, request: RequestRef
+    ) -> TargetResult:
+        """Restart one target once; returns its final result (never Pending)."""
+
+    async def wait_ready(
+        self,
+        *,
+        namespace: str,
+        restarted: Sequence[TargetResult],
+        spec: RestartSpec,
+        expected: int,
+        within: float,
+    ) -> StepResult:
+        """Wait until `restarted` are replaced and `expected` matches are Ready again."""
+
+
+class Journal(Protocol):
+    async def save(self, entry: JournalEntry) -> None:
+        """Write the entry once; a replay of the same request UID is a no-op. Raises StoreError."""
+
+
+class Reporter(Protocol):
+    """Where progress and the outcome go: the request's status and Events."""
+
+    async def planned(self, plan: Plan, *, started: datetime.datetime) -> None: ...
+
+    async def resumed(self, plan: Plan) -> None: ...
+
+    def target_finished(self, result: TargetResult) -> None: ...
+
+    async def acknowledge(self, outcome: FinalOutcome) -> None: ...
+
+
+@attrs.frozen
+class JournalEntry:
+    """What the journal keeps of a request: enough to audit and to replay it."""
+
+    request: RequestRef
+    spec: Mapping[str, Any]
+    targets: tuple[TargetResult, ...]
+    received: datetime.datetime
+
+
+@attrs.frozen
+class FinalOutcome:
+    phase: Phase
+    reason: str
+    message: str
+    targets: tuple[TargetResult, ...]
+    saved: StepResult
+    restarted: StepResult
+    ready: StepResult | None
+    finished: datetime.datetime
+
+
+@attrs.frozen
+class Context:
+    """Everything `consume` needs besides the request itself."""
+
+    targets: Targets
+    journal: Journal
+    reporter: Reporter
+    limiter: Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+    """Bounds restarts across all requests of this operator."""
+    denied_namespaces: Collection[str]
+    clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+
+
+async def consume(
+    *,
+    request: RequestRef,
+    spec: RestartSpec,
+    raw_spec: Mapping[str, Any],
+    prior: Plan | None,
+    ctx: Context,
+) -> FinalOutcome:
+    """Carry out one request end to end; returns what was acknowledged.
+
+    Raises TransientError when the plan could not be recorded (nothing was
+    restarted yet, so a retry is safe)."""
+    received = ctx.clock()
+    if prior is None:
+        try:
+            candidates = await ctx.targets.find(namespace=request.namespace, spec=spec)
+        except PermanentError as e:
+            return await reject(ctx=ctx, reason=e.reason, message=e.message)
+        plan = selection.plan(
+            spec=spec,
+            candidates=candidates,
+            namespace=request.namespace,
+            denied_namespaces=ctx.denied_namespaces,
+            now=received,
+            seed=request.uid,
+        )
+        await ctx.reporter.planned(plan, started=received)
+    else:
+        plan = prior
+        await ctx.reporter.resumed(plan)
+
+    entry = JournalEntry(request=request, spec=raw_spec, targets=plan.targets, received=received)
+    saved, results = await asyncio.gather(
+        _save(ctx.journal, entry), _restart_all(request=request, spec=spec, plan=plan, ctx=ctx)
+    )
+    restarted = _restart_step(results)
+    ready = None
+    done = [r for r in results if r.outcome is Outcome.RESTARTED]
+    if spec.wait_for_ready and done:
+        ready = await ctx.targets.wait_ready(
+            namespace=request.namespace,
+            restarted=done,
+            spec=spec,
+            expected=plan.matched,
+            within=spec.ready_timeout_seconds,
+        )
+    outcome = _final(results, saved=saved, restarted=restarted, ready=ready, now=ctx.clock())
+    await ctx.reporter.acknowledge(outcome)
+    return outcome
+
+
+async def reject(*, ctx: Context, reason: str, message: str) -> FinalOutcome:
+    """End the request as Failed before anything was restarted, and acknowledge that."""
+    step = StepResult(ok=False, reason=reason, message=message)
+    outcome = FinalOutcome(
+        phase=Phase.FAILED,
+        reason=reason,
+        message=message,
+        targets=(),
+        saved=StepResult(ok=False, reason="NotSaved", message="the request failed before saving"),
+        restarted=step,
+        ready=None,
+        finished=ctx.clock(),
+    )
+    await ctx.reporter.acknowledge(outcome)
+    return outcome
+
+
+async def _save(journal: Journal, entry: JournalEntry) -> StepResult:
+    try:
+        await journal.save(entry)
+    except StoreError as e:
+        return StepResult(ok=False, reason="StoreUnavailable", message=str(e))
+    return StepResult(ok=True, reason="Saved", message="request written to the journal")
+
+
+async def _restart_all(
+    *, request: RequestRef, spec: RestartSpec, plan: Plan, ctx: Context
+) -> tuple[TargetResult, ...]:
+    """Restart every Pending target, at most `maxConcurrent` at once; keep the others."""
+    per_request = asyncio.Semaphore(spec.max_concurrent)
+    finished: dict[str, TargetResult] = {}
+
+    async def one(target: TargetResult) -> None:
+        async with per_request, _bounded(ctx.limiter):
+            result = await _restart_one(request=request, spec=spec, target=target, ctx=ctx)
+        finished[target.key] = result
+        ctx.reporter.target_finished(result)
+
+    async with asyncio.TaskGroup() as group:
+        for target in plan.pending:
+            group.create_task(one(target))
+    return tuple(finished.get(t.key, t) for t in plan.targets)
+
+
+@contextlib.asynccontextmanager
+async def _bounded(
+    limiter: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
+) -> AsyncIterator[None]:
+    async with limiter():
+        yield
+
+
+async def _restart_one(
+    *, request: RequestRef, spec: RestartSpec, target: TargetResult, ctx: Context
+) -> TargetResult:
+    started = ctx.clock()
+    if spec.dry_run:
+        return attrs.evolve(
+            target,
+            outcome=Outcome.DRY_RUN,
+            message="dry run: would restart",
+            started=started,
+            finished=started,
+        )
+    try:
+        result = await ctx.targets.restart(
+            namespace=request.namespace, target=target, spec=spec, request=request
+        )
+    except PermanentError as e:
+        result = attrs.evolve(target, outcome=Outcome.FAILED, message=f"{e.reason}: {e.message}")
+    except TransientError as e:
+        result = attrs.evolve(target, outcome=Outcome.FAILED, message=f"gave up retrying: {e}")
+    return attrs.evolve(result, started=result.started or started, finished=ctx.clock())
+
+
+def _restart_step(results: Sequence[TargetResult]) -> StepResult:
+    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
+    chosen = len(results) - counts[Outcome.SKIPPED]
+    summary = ", ".join(f"{n} {o.lower()}" for o, n in counts.items() if n)
+    if counts[Outcome.FAILED] or counts[Outcome.BLOCKED]:
+        return StepResult(
+            ok=False,
+            reason="PartiallyRestarted" if counts[Outcome.RESTARTED] else "RestartFailed",
+            message=summary,
+        )
+    if counts[Outcome.DRY_RUN]:
+        return StepResult(ok=True, reason="DryRun", message=summary)
+    if chosen == 0:
+        return StepResult(
+            ok=True, reason="NothingToRestart", message=summary or "no target matched"
+        )
+    return StepResult(ok=True, reason="Restarted", message=summary)
+
+
+def _final(
+    results: tuple[TargetResult, ...],
+    *,
+    saved: StepResult,
+    restarted: StepResult,
+    ready: StepResult | None,
+    now: datetime.datetime,
+) -> FinalOutcome:
+    """The request's phase follows the restart (and readiness, when asked for).
+
+    A journal failure shows as Saved=False but does not fail the request: the
+    restarts happened, and a Failed phase would invite a second, duplicate
+    request."""
+    ok = restarted.ok and (ready is None or ready.ok)
+    deciding = restarted if not restarted.ok or ready is None else ready
+    return FinalOutcome(
+        phase=Phase.SUCCEEDED if ok else Phase.FAILED,
+        reason=deciding.reason,
+        message=deciding.message,
+        targets=results,
+        saved=saved,
+        restarted=restarted,
+        ready=ready,
+        finished=now,
+    )
+
+
+def prior_plan(status: Mapping[str, Any], *, description: str) -> Plan | None:
+    """The plan a previous attempt recorded in status, if any."""
+    rows = status.get("targets")
+    if status.get("phase") not in (Phase.RUNNING, Phase.PENDING) or rows is None:
+        return None
+    return Plan(
+        targets=tuple(TargetResult.from_status(r) for r in rows),
+        description=status.get("target") or description,
+        matched=int(status.get("matched", len(rows))),
+    )
+
+
+def is_acknowledged(status: Mapping[str, Any]) -> bool:
+    """True once the final status patch was accepted: nothing is left to do."""
+    return any(
+        c.get("type") == "Acknowledged" and c.get("status") == "True"
+        for c in status.get("conditions") or ()
+    )
