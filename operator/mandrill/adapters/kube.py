@@ -1,0 +1,84 @@
+"""The Kubernetes API client and how its errors are classified and retried.
+
+Transient failures (429, 5xx, timeouts, resets) are retried here with
+exponential backoff and jitter, honouring Retry-After, so callers see either a
+result, a `TransientError` after the budget is spent, or a `PermanentError`
+(403 and the like) that retrying could not fix. Status codes that mean
+something to the caller (404, 409) are returned to it as ApiException.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar, cast
+
+import aiohttp
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from mandrill.domain.errors import PermanentError, TransientError
+
+T = TypeVar("T")
+RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+async def make_client() -> ApiClient:
+    """One ApiClient per process: in-cluster credentials if present, else KUBECONFIG."""
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except ConfigException:
+        await k8s_config.load_kube_config()
+    return ApiClient()
+
+
+def api_message(e: ApiException) -> str:
+    """The API server's own one-line message for an error response."""
+    try:
+        return str(json.loads(e.body or b"")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{e.status} {e.reason}"
+
+
+def _retry_after(e: ApiException) -> float | None:
+    headers = cast(Mapping[str, str], e.headers or {})
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def call(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    attempts: int = 6,
+    base_delay: float = 0.2,
+    max_delay: float = 5.0,
+    passthrough: frozenset[int] = frozenset({404, 409}),
+) -> T:
+    """Run one API call with retries; see the module docstring for the contract."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await fn()
+        except ApiException as e:
+            if e.status in passthrough:
+                raise
+            if e.status == 403:
+                raise PermanentError("Forbidden", f"{what}: {api_message(e)}") from e
+            if e.status not in RETRIABLE_STATUS:
+                raise PermanentError(f"ApiError{e.status}", f"{what}: {api_message(e)}") from e
+            problem: Exception = e
+            hint = _retry_after(e)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as e:
+            problem, hint = e, None
+        if attempt == attempts:
+            raise TransientError(f"{what}: {problem}") from problem
+        delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random())
+        await asyncio.sleep(hint if hint is not None else delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,209 @@
+"""A RestartRequest's status and Events: the plan, progress, and the acknowledgement.
+
+Status is written with JSON merge patches to the status subresource (no
+resourceVersion, so no 409s; lists are replaced whole, which is what we want
+for `targets`). Per-target progress is coalesced and written at most once a
+second, never once per pod: a 500-pod request costs a handful of patches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from mandrill import resources
+from mandrill.adapters import kube
+from mandrill.adapters.restart_targets import EventSink
+from mandrill.domain.errors import PermanentError
+from mandrill.domain.restart.models import (
+    Outcome,
+    Phase,
+    Plan,
+    RequestRef,
+    StepResult,
+    TargetResult,
+    timestamp,
+)
+from mandrill.domain.restart.process import FinalOutcome
+
+PROGRESS_INTERVAL = 1.0
+
+
+def condition(
+    kind: str, step: StepResult | bool, *, generation: int, now: datetime.datetime
+) -> dict[str, Any]:
+    """A standard metav1.Condition."""
+    if isinstance(step, bool):
+        step = StepResult(ok=step, reason=kind, message="")
+    return {
+        "type": kind,
+        "status": "True" if step.ok else "False",
+        "reason": step.reason,
+        "message": step.message,
+        "observedGeneration": generation,
+        "lastTransitionTime": now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def counts(targets: tuple[TargetResult, ...] | list[TargetResult]) -> dict[str, int]:
+    return {
+        "restarted": sum(1 for t in targets if t.outcome is Outcome.RESTARTED),
+        "skipped": sum(1 for t in targets if t.outcome is Outcome.SKIPPED),
+        "failed": sum(1 for t in targets if t.outcome in (Outcome.FAILED, Outcome.BLOCKED)),
+    }
+
+
+def final_status(
+    outcome: FinalOutcome, *, generation: int, now: datetime.datetime
+) -> dict[str, Any]:
+    """The acknowledging patch: phase, conditions, every target's result, counters."""
+    conditions = [
+        condition("Saved", outcome.saved, generation=generation, now=now),
+        condition("Restarted", outcome.restarted, generation=generation, now=now),
+    ]
+    if outcome.ready is not None:
+        conditions.append(condition("Ready", outcome.ready, generation=generation, now=now))
+    conditions.append(
+        condition(
+            "Acknowledged",
+            StepResult(ok=True, reason="Acknowledged", message=f"phase {outcome.phase}"),
+            generation=generation,
+            now=now,
+        )
+    )
+    return {
+        "phase": str(outcome.phase),
+        "reason": outcome.reason,
+        "message": outcome.message,
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "targets": [t.to_status() for t in outcome.targets],
+        **counts(outcome.targets),
+        "finishedAt": timestamp(outcome.finished),
+        "acknowledgedAt": timestamp(now),
+    }
+
+
+@attrs.define
+class RequestStatus:
+    """`Reporter` for one request."""
+
+    api: ApiClient
+    request: RequestRef
+    body: Mapping[str, Any]
+    """The request as kopf saw it: the object Events are attached to."""
+    events: EventSink
+    attempts: int
+    _targets: dict[str, TargetResult] = attrs.Factory(dict)
+    _dirty: bool = False
+    _flusher: asyncio.Task[None] | None = None
+
+    async def _patch(self, status: Mapping[str, Any]) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        try:
+            await kube.call(
+                lambda: custom.patch_namespaced_custom_object_status(
+                    resources.GROUP,
+                    resources.VERSION,
+                    self.request.namespace,
+                    resources.RESTART_REQUESTS,
+                    self.request.name,
+                    {"status": status},
+                    _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                ),
+                what="patch RestartRequest status",
+            )
+        except ApiException as e:
+            raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
+
+    def _event(self, kind: str, reason: str, message: str) -> None:
+        self.events(self.body, kind, reason, message)
+
+    async def planned(self, plan: Plan, *, started: datetime.datetime) -> None:
+        self._targets = {t.key: t for t in plan.targets}
+        now = datetime.datetime.now(datetime.UTC)
+        await self._patch(
+            {
+                "phase": str(Phase.RUNNING),
+                "target": plan.description,
+                "matched": plan.matched,
+                "targets": [t.to_status() for t in plan.targets],
+                **counts(plan.targets),
+                "startedAt": timestamp(started),
+                "attempts": self.attempts,
+                "observedGeneration": self.request.generation,
+                "conditions": [
+                    condition(
+                        "Acknowledged",
+                        StepResult(False, "InProgress", "planned, restarting"),
+                        generation=self.request.generation,
+                        now=now,
+                    )
+                ],
+            }
+        )
+        chosen = len(plan.pending)
+        self._event(
+            "Normal",
+            "Consumed",
+            f"{plan.description}: {plan.matched} matched, {chosen} to restart, "
+            f"{len(plan.targets) - chosen} skipped",
+        )
+        for t in plan.targets:
+            if t.outcome is Outcome.SKIPPED:
+                self._event("Normal", "Skipped", f"{t.kind} {t.name}: {t.message}")
+
+    async def resumed(self, plan: Plan) -> None:
+        self._targets = {t.key: t for t in plan.targets}
+        await self._patch({"attempts": self.attempts})
+        self._event(
+            "Normal",
+            "Resumed",
+            f"resuming: {len(plan.pending)} of {len(plan.targets)} targets still pending",
+        )
+
+    def target_finished(self, result: TargetResult) -> None:
+        self._targets[result.key] = result
+        self._dirty = True
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+        if result.outcome is Outcome.RESTARTED:
+            self._event("Normal", "Restarted", f"{result.kind} {result.name}: {result.message}")
+        elif result.outcome is Outcome.DRY_RUN:
+            self._event("Normal", "DryRun", f"{result.kind} {result.name}: would restart")
+        else:
+            self._event(
+                "Warning", str(result.outcome), f"{result.kind} {result.name}: {result.message}"
+            )
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(PROGRESS_INTERVAL)
+        if self._dirty:
+            self._dirty = False
+            rows = list(self._targets.values())
+            # Progress is best effort: the final patch carries everything.
+            with contextlib.suppress(Exception):
+                await self._patch({"targets": [t.to_status() for t in rows], **counts(rows)})
+
+    async def acknowledge(self, outcome: FinalOutcome) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.wait([self._flusher])
+        now = datetime.datetime.now(datetime.UTC)
+        await self._patch(final_status(outcome, generation=self.request.generation, now=now))
+        if outcome.saved.ok:
+            self._event("Normal", "Saved", outcome.saved.message)
+        else:
+            self._event("Warning", "NotSaved", f"{outcome.saved.reason}: {outcome.saved.message}")
+        if outcome.phase is Phase.SUCCEEDED:
+            self._event("Normal", "Acknowledged", f"{outcome.reason}: {outcome.message}")
+        else:
+            self._event("Warning", "Failed", f"{outcome.reason}: {outcome.message}")

@@ -1,0 +1,466 @@
+"""The cluster side of restarting: find targets, restart each once, wait for Ready.
+
+Exactly-once comes from identities, not from luck: a pod is deleted or evicted
+with its UID as a precondition (a replacement pod, even one with the same
+StatefulSet name, can never be hit), and a rollout restart stamps the pod
+template with the request's UID, so a resumed request sees its own mark and
+does not roll the workload again. "Already gone" is an outcome, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from mandrill import resources
+from mandrill.adapters import kube
+from mandrill.domain.errors import PermanentError
+from mandrill.domain.restart.models import (
+    Candidate,
+    Kind,
+    Outcome,
+    RequestRef,
+    RestartSpec,
+    StepResult,
+    Strategy,
+    TargetResult,
+)
+
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+"""(involved object body, type, reason, message): posts a Kubernetes Event."""
+
+
+def _protected(meta: Any) -> bool:
+    return (meta.annotations or {}).get(resources.PROTECTED_ANNOTATION) == "true"
+
+
+def _selector_query(selector: Any) -> str:
+    """A workload's spec.selector (V1LabelSelector) as a labelSelector query."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for e in selector.match_expressions or ():
+        if e.operator == "In":
+            parts.append(f"{e.key} in ({','.join(e.values)})")
+        elif e.operator == "NotIn":
+            parts.append(f"{e.key} notin ({','.join(e.values)})")
+        elif e.operator == "Exists":
+            parts.append(e.key)
+        else:
+            parts.append(f"!{e.key}")
+    return ",".join(parts)
+
+
+def _live(pod: Any) -> bool:
+    return pod.metadata.deletion_timestamp is None and pod.status.phase not in (
+        "Succeeded",
+        "Failed",
+    )
+
+
+def _pod_ready(pod: Any) -> bool:
+    return (
+        _live(pod)
+        and pod.status.phase == "Running"
+        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+    )
+
+
+def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"namespace": namespace, "name": name, "uid": uid},
+    }
+
+
+@attrs.frozen
+class _WorkloadApi:
+    read: Callable[..., Awaitable[Any]]
+    list: Callable[..., Awaitable[Any]]
+    patch: Callable[..., Awaitable[Any]]
+
+
+@attrs.define
+class KubeTargets:
+    """`Targets` over the Kubernetes API (kubernetes_asyncio)."""
+
+    api: ApiClient
+    events: EventSink
+    clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+
+    @property
+    def _core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    def _workloads(self, kind: Kind) -> _WorkloadApi:
+        apps = client.AppsV1Api(self.api)
+        if kind is Kind.DEPLOYMENT:
+            return _WorkloadApi(
+                apps.read_namespaced_deployment,
+                apps.list_namespaced_deployment,
+                apps.patch_namespaced_deployment,
+            )
+        if kind is Kind.STATEFULSET:
+            return _WorkloadApi(
+                apps.read_namespaced_stateful_set,
+                apps.list_namespaced_stateful_set,
+                apps.patch_namespaced_stateful_set,
+            )
+        if kind is Kind.DAEMONSET:
+            return _WorkloadApi(
+                apps.read_namespaced_daemon_set,
+                apps.list_namespaced_daemon_set,
+                apps.patch_namespaced_daemon_set,
+            )
+        raise ValueError(f"{kind} is not a workload kind")
+
+    # -- finding ------------------------------------------------------------
+
+    async def find(self, *, namespace: str, spec: RestartSpec) -> list[Candidate]:
+        if spec.kind is Kind.POD:
+            pods = await self._pods(namespace, name=spec.name, selector=spec.selector)
+            return [self._pod_candidate(p, owner_protected=False) for p in pods if _live(p)]
+        workloads = await self._find_workloads(namespace, spec)
+        if spec.strategy is Strategy.ROLLOUT_RESTART:
+            return [
+                Candidate(
+                    kind=spec.kind,
+                    name=w.metadata.name,
+                    uid=w.metadata.uid,
+                    created=w.metadata.creation_timestamp,
+                    protected=_protected(w.metadata),
+                    restarted_by=(w.spec.template.metadata.annotations or {}).get(
+                        resources.RESTARTED_BY_ANNOTATION
+                    )
+                    if w.spec.template.metadata
+                    else None,
+                )
+                for w in workloads
+            ]
+        candidates: list[Candidate] = []
+        for w in workloads:
+            listed = await self._list_pods(namespace, _selector_query(w.spec.selector))
+            owner_protected = _protected(w.metadata)
+            candidates += [
+                self._pod_candidate(p, owner_protected) for p in listed.items if _live(p)
+            ]
+        return candidates
+
+    async def _list_pods(self, namespace: str, query: str) -> Any:
+        return await kube.call(
+            lambda: self._core.list_namespaced_pod(namespace, label_selector=query),
+            what=f"list pods matching {query}",
+        )
+
+    def _pod_candidate(self, pod: Any, owner_protected: bool) -> Candidate:
+        return Candidate(
+            kind=Kind.POD,
+            name=pod.metadata.name,
+            uid=pod.metadata.uid,
+            created=pod.metadata.creation_timestamp,
+            protected=owner_protected or _protected(pod.metadata),
+        )
+
+    async def _pods(self, namespace: str, *, name: str | None, selector: Any) -> list[Any]:
+        if name is not None:
+            try:
+                pod = await kube.call(
+                    lambda: self._core.read_namespaced_pod(name, namespace),
+                    what=f"read pod {name}",
+                )
+            except ApiException as e:
+                if e.status == 404:
+                    raise PermanentError(
+                        "TargetNotFound", f"pod {name} not found in {namespace}"
+                    ) from e
+                raise
+            return [pod]
+        listed = await kube.call(
+            lambda: self._core.list_namespaced_pod(namespace, label_selector=selector.to_query()),
+            what="list pods",
+        )
+        return list(listed.items)
+
+    async def _find_workloads(self, namespace: str, spec: RestartSpec) -> list[Any]:
+        api = self._workloads(spec.kind)
+        if spec.name is not None:
+            name = spec.name
+            try:
+                return [
+                    await kube.call(lambda: api.read(name, namespace), what=f"read {spec.kind}")
+                ]
+            except ApiException as e:
+                if e.status == 404:
+                    raise PermanentError(
+                        "TargetNotFound", f"{spec.kind} {name} not found in {namespace}"
+                    ) from e
+                raise
+        assert spec.selector is not None
+        query = spec.selector.to_query()
+        listed = await kube.call(
+            lambda: api.list(namespace, label_selector=query), what=f"list {spec.kind}"
+        )
+        return list(listed.items)
+
+    # -- restarting ---------------------------------------------------------
+
+    async def restart(
+        self, *, namespace: str, target: TargetResult, spec: RestartSpec, request: RequestRef
+    ) -> TargetResult:
+        started = self.clock()
+        if spec.strategy is Strategy.DELETE:
+            result = await self._delete(namespace, target, spec)
+        elif spec.strategy is Strategy.EVICT:
+            result = await self._evict(namespace, target, spec)
+        else:
+            result = await self._rollout(namespace, target, request)
+        result = attrs.evolve(result, started=started, finished=self.clock())
+        if result.outcome is Outcome.RESTARTED:
+            api_version = "v1" if target.kind is Kind.POD else "apps/v1"
+            self.events(
+                _ref(str(target.kind), api_version, namespace, target.name, target.uid),
+                "Normal",
+                "Restarted",
+                f"{result.message} by RestartRequest {request.namespace}/{request.name}",
+            )
+        return result
+
+    def _options(self, target: TargetResult, spec: RestartSpec) -> client.V1DeleteOptions:
+        return client.V1DeleteOptions(
+            grace_period_seconds=spec.grace_period_seconds,
+            preconditions=client.V1Preconditions(uid=target.uid),
+        )
+
+    async def _delete(
+        self, namespace: str, target: TargetResult, spec: RestartSpec
+    ) -> TargetResult:
+        try:
+            await kube.call(
+                lambda: self._core.delete_namespaced_pod(
+                    target.name, namespace, body=self._options(target, spec)
+                ),
+                what=f"delete pod {target.name}",
+            )
+        except ApiException as e:
+            if e.status in (404, 409):
+                return _gone(target)
+            raise
+        return attrs.evolve(target, outcome=Outcome.RESTARTED, message="pod deleted")
+
+    async def _evict(self, namespace: str, target: TargetResult, spec: RestartSpec) -> TargetResult:
+        """Evict through the Eviction API; a PDB refusal (429) is retried until the deadline."""
+        deadline = time.monotonic() + spec.eviction_timeout_seconds
+        eviction = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=target.name, namespace=namespace),
+            delete_options=self._options(target, spec),
+        )
+        delay = 0.5
+        while True:
+            try:
+                await kube.call(
+                    lambda: self._core.create_namespaced_pod_eviction(
+                        target.name, namespace, eviction
+                    ),
+                    what=f"evict pod {target.name}",
+                    passthrough=frozenset({404, 409, 429}),
+                )
+            except ApiException as e:
+                if e.status in (404, 409):
+                    return _gone(target)
+                if e.status != 429:
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return attrs.evolve(
+                        target,
+                        outcome=Outcome.BLOCKED,
+                        message=f"eviction blocked for {spec.eviction_timeout_seconds}s: "
+                        f"{kube.api_message(e)}",
+                    )
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 5.0)
+                continue
+            return attrs.evolve(target, outcome=Outcome.RESTARTED, message="pod evicted")
+
+    async def _rollout(
+        self, namespace: str, target: TargetResult, request: RequestRef
+    ) -> TargetResult:
+        api = self._workloads(target.kind)
+        try:
+            workload = await kube.call(
+                lambda: api.read(target.name, namespace), what=f"read {target.kind}"
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return _gone(target)
+            raise
+        if workload.metadata.uid != target.uid:
+            return _gone(target)
+        template_meta = workload.spec.template.metadata
+        marks = (template_meta.annotations if template_meta else None) or {}
+        if marks.get(resources.RESTARTED_BY_ANNOTATION) == request.uid:
+            return attrs.evolve(
+                target,
+                outcome=Outcome.RESTARTED,
+                message="rollout restart already applied by this request",
+            )
+        patch = {
+            # A uid in the patch is a precondition: a recreated workload is not touched.
+            "metadata": {"uid": target.uid},
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "annotations": {
+                            resources.RESTARTED_AT_ANNOTATION: self.clock().isoformat(),
+                            resources.RESTARTED_BY_ANNOTATION: request.uid,
+                        }
+                    }
+                }
+            },
+        }
+        try:
+            await kube.call(
+                lambda: api.patch(target.name, namespace, patch), what=f"patch {target.kind}"
+            )
+        except ApiException as e:
+            if e.status in (404, 409):
+                return _gone(target)
+            raise
+        return attrs.evolve(target, outcome=Outcome.RESTARTED, message="rollout restarted")
+
+    # -- waiting ------------------------------------------------------------
+
+    async def wait_ready(
+        self,
+        *,
+        namespace: str,
+        restarted: Sequence[TargetResult],
+        spec: RestartSpec,
+        expected: int,
+        within: float,
+    ) -> StepResult:
+        """Watch until replacements are Ready: workloads fully rolled and ready, or
+        (for pods) none of the restarted pods left and as many Ready pods as before."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(within):
+                if spec.kind is Kind.POD:
+                    await self._wait_pods(namespace, spec, restarted, expected)
+                else:
+                    names = await self._workload_names(namespace, spec, restarted)
+                    for name in names:
+                        await self._wait_workload(namespace, spec.kind, name)
+        except TimeoutError:
+            return StepResult(
+                ok=False,
+                reason="NotReady",
+                message=f"replacements not Ready within {within:.0f}s",
+            )
+        return StepResult(
+            ok=True,
+            reason="Ready",
+            message=f"replacements Ready after {time.monotonic() - started:.1f}s",
+        )
+
+    async def _workload_names(
+        self, namespace: str, spec: RestartSpec, restarted: Sequence[TargetResult]
+    ) -> list[str]:
+        if spec.strategy is Strategy.ROLLOUT_RESTART:
+            return [t.name for t in restarted]
+        return [w.metadata.name for w in await self._find_workloads(namespace, spec)]
+
+    async def _wait_pods(
+        self, namespace: str, spec: RestartSpec, restarted: Sequence[TargetResult], expected: int
+    ) -> None:
+        gone = {t.uid for t in restarted}
+        wanted = expected
+        kwargs: dict[str, Any] = (
+            {"field_selector": f"metadata.name={spec.name}"}
+            if spec.name is not None
+            else {"label_selector": spec.selector.to_query() if spec.selector else ""}
+        )
+
+        def done(pods: Mapping[str, Any]) -> bool:
+            if any(uid in gone for uid in pods):
+                return False
+            return sum(1 for p in pods.values() if _pod_ready(p)) >= wanted
+
+        await self._watch_until(
+            lambda **kw: self._core.list_namespaced_pod(namespace, **kwargs, **kw), done
+        )
+
+    async def _wait_workload(self, namespace: str, kind: Kind, name: str) -> None:
+        api = self._workloads(kind)
+
+        def done(objects: Mapping[str, Any]) -> bool:
+            return any(_rolled_out(kind, w) for w in objects.values())
+
+        await self._watch_until(
+            lambda **kw: api.list(namespace, field_selector=f"metadata.name={name}", **kw), done
+        )
+
+    async def _watch_until(
+        self, list_fn: Callable[..., Awaitable[Any]], done: Callable[[Mapping[str, Any]], bool]
+    ) -> None:
+        """List, then watch from that resourceVersion until `done` holds for the objects."""
+        while True:
+            listed = await kube.call(list_fn, what="list for readiness")
+            objects = {o.metadata.uid: o for o in listed.items}
+            if done(objects):
+                return
+            w = watch.Watch()
+            try:
+                async for event in w.stream(
+                    list_fn, resource_version=listed.metadata.resource_version, timeout_seconds=60
+                ):
+                    obj = event["object"]
+                    if event["type"] == "DELETED":
+                        objects.pop(obj.metadata.uid, None)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        objects[obj.metadata.uid] = obj
+                    if done(objects):
+                        return
+            except ApiException as e:
+                if e.status != 410:  # resourceVersion too old: list again
+                    raise
+            finally:
+                w.stop()
+                await w.close()
+
+
+def _gone(target: TargetResult) -> TargetResult:
+    return attrs.evolve(
+        target,
+        outcome=Outcome.RESTARTED,
+        message="already gone (replaced since the plan was made, or by an earlier attempt)",
+    )
+
+
+def _rolled_out(kind: Kind, w: Any) -> bool:
+    status, desired = w.status, w.spec.replicas if kind is not Kind.DAEMONSET else None
+    if status is None or (status.observed_generation or 0) < w.metadata.generation:
+        return False
+    if kind is Kind.DEPLOYMENT:
+        return bool(
+            (status.updated_replicas or 0) == desired
+            and (status.ready_replicas or 0) == desired
+            and (status.replicas or 0) == desired
+        )
+    if kind is Kind.STATEFULSET:
+        return bool(
+            (status.updated_replicas or 0) == desired
+            and (status.ready_replicas or 0) == desired
+            and status.current_revision == status.update_revision
+        )
+    scheduled = status.desired_number_scheduled or 0
+    return bool(
+        (status.updated_number_scheduled or 0) == scheduled
+        and (status.number_ready or 0) == scheduled
+    )
