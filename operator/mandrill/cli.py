@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 
 import mandrill
+from mandrill.commands import crawl as crawl_command
 from mandrill.commands import run as run_command
 
-COMMANDS = {"run": run_command}
+COMMANDS = {"run": run_command, "crawl": crawl_command}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,49 @@
+"""`mandrill run`: start the operator (kopf under the hood, configured by our settings)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from mandrill import config
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="run the operator against the current cluster (KUBECONFIG or in-cluster)",
+        description="Run the operator. Every flag also reads an environment variable.",
+    )
+    config.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = config.from_sources(args)
+    except ValueError as e:
+        print(f"mandrill run: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Imported here: kopf registers handlers at import time, and `mandrill crawl`
+    # or `--help` should not pay for that.
+    import kopf
+
+    import mandrill.handlers.lifecycle
+    import mandrill.handlers.restart  # noqa: F401
+
+    liveness = (
+        f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
+    )
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(config=settings),
+    )
+    return 0

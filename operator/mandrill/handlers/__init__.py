@@ -1,0 +1,1 @@
+"""kopf handlers: the only place with @kopf decorators. Thin: parse, call domain, report."""

@@ -1,0 +1,40 @@
+"""Operator start-up and clean-up: kopf settings, shared clients, login."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from mandrill import resources, wiring
+from mandrill.config import Settings
+
+
+@kopf.on.login()
+async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf and our kubernetes_asyncio client share one set of credentials."""
+    return await kopf.login_via_async_client(**kwargs)
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: Settings = memo.config
+    # Our own prefix for kopf's bookkeeping, in annotations (status.kopf would
+    # need a schema of its own).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=resources.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=resources.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{resources.GROUP}/finalizer"
+    settings.posting.level = logging.INFO
+    settings.networking.request_timeout = 30
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.queueing.exit_timeout = config.drain_timeout
+    memo.services = await wiring.start(config)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await wiring.stop(getattr(memo, "services", None))
