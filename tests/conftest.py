@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
+import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
 
@@ -55,3 +59,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture
+async def api(cluster: kube.Cluster) -> AsyncIterator[ApiClient]:
+    """A kubernetes_asyncio client for this test, closed afterwards."""
+    api_client = await cluster.api_client()
+    async with api_client:
+        yield api_client
+
+
+@pytest.fixture
+async def make_namespace(
+    api: ApiClient, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """Create namespaces named after the test (prefix first); all deleted afterwards."""
+    core = client.CoreV1Api(api)
+    made: list[str] = []
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+
+    async def make(prefix: str = "") -> str:
+        name = f"{prefix}{stem}"[:50].strip("-") + f"-{secrets.token_hex(3)}"
+        await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        await core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+async def namespace(make_namespace: Callable[[str], Awaitable[str]]) -> str:
+    """A namespace of this test's own, deleted afterwards (with all it holds)."""
+    return await make_namespace("")
