@@ -287,3 +287,33 @@ async def test_ttl_deletes_finished_request(api: ApiClient, ns: str) -> None:
         return False
 
     await eventually(deleted, what="request deleted after its TTL", within=30)
+
+
+async def test_evicting_a_workloads_pods_waits_for_their_replacements(
+    api: ApiClient, ns: str
+) -> None:
+    pods = await rr.deploy(api, ns, "web", 3)
+    await rr.create_request(
+        api,
+        ns,
+        "evict-all",
+        {
+            "target": {"kind": "Deployment", "name": "web"},
+            "strategy": "Evict",
+            "waitForReady": {"enabled": True, "timeoutSeconds": 120},
+        },
+    )
+
+    body = await rr.finished(api, ns, "evict-all", within=150)
+
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["restarted"] == 3
+    ready = rr.condition(body, "Ready")
+    assert ready is not None
+    assert ready["status"] == "True"
+    # At acknowledgement the replacements were already there and Ready.
+    core = client.CoreV1Api(api)
+    now = (await core.list_namespaced_pod(ns, label_selector="app=web")).items
+    live = [p for p in now if p.metadata.deletion_timestamp is None]
+    assert not {p.metadata.uid for p in live} & {p.metadata.uid for p in pods}
+    assert sum(1 for p in live if rr.ready(p)) == 3

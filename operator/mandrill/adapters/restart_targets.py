@@ -351,12 +351,11 @@ class KubeTargets:
         started = time.monotonic()
         try:
             async with asyncio.timeout(within):
-                if spec.kind is Kind.POD:
-                    await self._wait_pods(namespace, spec, restarted, expected)
+                if spec.strategy is Strategy.ROLLOUT_RESTART:
+                    for target in restarted:
+                        await self._wait_workload(namespace, spec.kind, target.name)
                 else:
-                    names = await self._workload_names(namespace, spec, restarted)
-                    for name in names:
-                        await self._wait_workload(namespace, spec.kind, name)
+                    await self._wait_pods(namespace, spec, restarted, expected)
         except TimeoutError:
             return StepResult(
                 ok=False,
@@ -369,32 +368,41 @@ class KubeTargets:
             message=f"replacements Ready after {time.monotonic() - started:.1f}s",
         )
 
-    async def _workload_names(
-        self, namespace: str, spec: RestartSpec, restarted: Sequence[TargetResult]
-    ) -> list[str]:
-        if spec.strategy is Strategy.ROLLOUT_RESTART:
-            return [t.name for t in restarted]
-        return [w.metadata.name for w in await self._find_workloads(namespace, spec)]
-
     async def _wait_pods(
         self, namespace: str, spec: RestartSpec, restarted: Sequence[TargetResult], expected: int
     ) -> None:
-        gone = {t.uid for t in restarted}
-        wanted = expected
-        kwargs: dict[str, Any] = (
-            {"field_selector": f"metadata.name={spec.name}"}
-            if spec.name is not None
-            else {"label_selector": spec.selector.to_query() if spec.selector else ""}
-        )
+        """Wait until no restarted pod is left and enough matching pods are Ready again.
 
+        "Enough" is the number matched when the plan was made, or for a
+        workload its desired replicas. The workload's status alone would not
+        do: right after an eviction it still counts the old pods as ready."""
+        gone = {t.uid for t in restarted}
+        if spec.kind is Kind.POD:
+            query = (
+                {"field_selector": f"metadata.name={spec.name}"}
+                if spec.name is not None
+                else {"label_selector": spec.selector.to_query() if spec.selector else ""}
+            )
+            await self._wait_pod_set(namespace, query, gone, expected)
+            return
+        for w in await self._find_workloads(namespace, spec):
+            desired = (
+                w.spec.replicas
+                if spec.kind is not Kind.DAEMONSET
+                else (w.status.desired_number_scheduled if w.status else 0)
+            )
+            query = {"label_selector": _selector_query(w.spec.selector)}
+            await self._wait_pod_set(namespace, query, gone, desired or 0)
+
+    async def _wait_pod_set(
+        self, namespace: str, query: Mapping[str, Any], gone: set[str], wanted: int
+    ) -> None:
         def done(pods: Mapping[str, Any]) -> bool:
             if any(uid in gone for uid in pods):
                 return False
             return sum(1 for p in pods.values() if _pod_ready(p)) >= wanted
 
-        await self._watch_until(
-            lambda **kw: self._core.list_namespaced_pod(namespace, **kwargs, **kw), done
-        )
+        await self._watch_until(self._core.list_namespaced_pod, namespace, done=done, **query)
 
     async def _wait_workload(self, namespace: str, kind: Kind, name: str) -> None:
         api = self._workloads(kind)
@@ -403,22 +411,36 @@ class KubeTargets:
             return any(_rolled_out(kind, w) for w in objects.values())
 
         await self._watch_until(
-            lambda **kw: api.list(namespace, field_selector=f"metadata.name={name}", **kw), done
+            api.list, namespace, done=done, field_selector=f"metadata.name={name}"
         )
 
     async def _watch_until(
-        self, list_fn: Callable[..., Awaitable[Any]], done: Callable[[Mapping[str, Any]], bool]
+        self,
+        list_method: Callable[..., Awaitable[Any]],
+        namespace: str,
+        *,
+        done: Callable[[Mapping[str, Any]], bool],
+        **query: Any,
     ) -> None:
-        """List, then watch from that resourceVersion until `done` holds for the objects."""
+        """List, then watch from that resourceVersion until `done` holds for the objects.
+
+        `list_method` must be the client's own method (not a wrapper): the
+        watcher reads its docstring to know which model to decode events into."""
         while True:
-            listed = await kube.call(list_fn, what="list for readiness")
+            listed = await kube.call(
+                lambda: list_method(namespace, **query), what="list for readiness"
+            )
             objects = {o.metadata.uid: o for o in listed.items}
             if done(objects):
                 return
             w = watch.Watch()
             try:
                 async for event in w.stream(
-                    list_fn, resource_version=listed.metadata.resource_version, timeout_seconds=60
+                    list_method,
+                    namespace,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=60,
+                    **query,
                 ):
                     obj = event["object"]
                     if event["type"] == "DELETED":
