@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -18,6 +18,20 @@ ENV_PREFIX = "MANDRILL_"
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+def boolean(text: str) -> bool:
+    """true/false/1/0 (any case); anything else is a ValueError, never a silent False."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not true, false, 1 or 0")
 
 
 @attrs.frozen
@@ -35,6 +49,10 @@ class Settings:
     liveness_port: int = 8080
     """kopf's liveness endpoint, for the probe; 0 disables it."""
     log_level: str = "INFO"
+    crawl_allow_private: bool = False
+    """Let CrawlJobs fetch loopback, private and link-local addresses (refused by default).
+
+    The SSRF guard's only switch: a CrawlJob has no field that can widen it."""
 
 
 @attrs.frozen
@@ -42,7 +60,7 @@ class Option:
     flag: str
     field: str
     help: str
-    parse: type = str
+    parse: Callable[[str], object] = str
 
 
 OPTIONS = (
@@ -57,7 +75,19 @@ OPTIONS = (
     ),
     Option("--liveness-port", "liveness_port", "port of the /healthz endpoint; 0: off", int),
     Option("--log-level", "log_level", "DEBUG, INFO, WARNING or ERROR"),
+    Option(
+        "--crawl-allow-private",
+        "crawl_allow_private",
+        "let CrawlJobs fetch loopback/private/link-local addresses (true or false)",
+        boolean,
+    ),
 )
+
+_KINDS: dict[Callable[[str], object], str] = {
+    int: "integer",
+    float: "number",
+    boolean: "boolean (true, false, 1 or 0)",
+}
 
 
 def env_name(option: Option) -> str:
@@ -95,18 +125,25 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
             else:
                 values[o.field] = o.parse(raw)
         except ValueError:
-            raise ValueError(f"{source}: {raw!r} is not a valid {o.parse.__name__}") from None
-    settings = Settings(**values)  # type: ignore[arg-type]
-    _check(settings)
-    return settings
+            kind = _KINDS.get(o.parse, "value")
+            raise ValueError(f"{source}: {raw!r} is not a valid {kind}") from None
+        problem = _problem(o.field, values[o.field])
+        if problem:
+            raise ValueError(f"{source}: {problem}")
+    return Settings(**values)  # type: ignore[arg-type]
 
 
-def _check(s: Settings) -> None:
-    if s.drain_timeout <= 0:
-        raise ValueError("drain timeout must be positive")
-    if s.max_concurrent_restarts < 1:
-        raise ValueError("max concurrent restarts must be at least 1")
-    if not s.store_url.startswith("sqlite:///"):
-        raise ValueError(f"store URL {s.store_url!r}: only sqlite:///PATH is supported")
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError(f"log level {s.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+def _problem(field: str, value: object) -> str | None:
+    """What is wrong with one parsed value, or None; checked per setting so the
+    error can name the flag or variable it came from."""
+    if field == "drain_timeout" and not (isinstance(value, float) and 0 < value < 3600):
+        return f"{value!r} is not a number of seconds in (0, 3600)"
+    if field == "max_concurrent_restarts" and not (isinstance(value, int) and value >= 1):
+        return f"{value!r} must be at least 1"
+    if field == "liveness_port" and not (isinstance(value, int) and 0 <= value <= 65535):
+        return f"{value!r} is not a port (0 turns the endpoint off)"
+    if field == "store_url" and not str(value).startswith("sqlite:///"):
+        return f"{value!r}: only sqlite:///PATH is supported"
+    if field == "log_level" and str(value).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        return f"{value!r} is not DEBUG, INFO, WARNING or ERROR"
+    return None

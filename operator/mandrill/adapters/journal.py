@@ -55,11 +55,17 @@ class SqliteJournal:
             if self._db is None:
                 try:
                     db = await aiosqlite.connect(self.path)
+                except (sqlite3.Error, OSError) as e:
+                    raise StoreError(f"cannot open journal {self.path}: {e}") from e
+                try:
                     await db.execute("PRAGMA journal_mode=WAL")
                     await db.execute("PRAGMA busy_timeout=5000")
                     await db.executescript(SCHEMA)
                     await db.commit()
                 except (sqlite3.Error, OSError) as e:
+                    # Close it, or its (non-daemon) worker thread outlives us.
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.close()
                     raise StoreError(f"cannot open journal {self.path}: {e}") from e
                 self._db = db
             return self._db

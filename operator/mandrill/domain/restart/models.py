@@ -87,7 +87,9 @@ class Requirement:
             return self.key in labels
         if self.operator == "DoesNotExist":
             return self.key not in labels
-        raise InvalidSpec(f"selector operator {self.operator!r} is not one of In, NotIn, Exists")
+        raise InvalidSpec(
+            f"selector operator {self.operator!r} is not In, NotIn, Exists or DoesNotExist"
+        )
 
 
 @attrs.frozen
