@@ -185,8 +185,8 @@ metadata:
     kubernetes.io/arch: amd64
     topology.kubernetes.io/zone: zone-$i
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "250"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "250"}
+  allocatable: {cpu: "64", memory: 512Gi, pods: "1500"}
+  capacity: {cpu: "64", memory: 512Gi, pods: "1500"}
 EOF
   done
 }

@@ -1,0 +1,169 @@
+"""Benchmark: RestartRequest creation-to-acknowledgement latency at N requests.
+
+Not a test (nothing here asserts a time): a program that prints a table.
+
+    .venv/bin/python -m tests.bench.restart_latency --n 100 --n 1000
+
+For each N it makes a Deployment of N pods, starts `mandrill run` on that
+namespace, creates N RestartRequests at once (each deleting one named pod),
+and waits until all are acknowledged. Latency is from the moment the API
+server accepted a request's creation (client clock) to its status
+acknowledgedAt (operator clock; same machine). Also reported: the operator's
+CPU seconds per request and its peak RSS. Uses MANDRILL_TEST_KUBECONFIG if set,
+otherwise starts the local control plane like the test suite does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import pathlib
+import platform
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client import ApiClient
+
+from tests import kube
+from tests.operator_process import OperatorProcess
+from tests.restart import rr
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def ensure_cluster() -> kube.Cluster:
+    given = os.environ.get("MANDRILL_TEST_KUBECONFIG")
+    if given:
+        return kube.Cluster.from_kubeconfig(pathlib.Path(given))
+    state = REPO / ".cache/cluster/test"
+    env = {**os.environ, "MANDRILL_CLUSTER_DIR": str(state), "MANDRILL_CLUSTER_PORT": "26443"}
+    subprocess.run([REPO / "deploy/local/cluster.sh", "up"], env=env, check=True)
+    return kube.Cluster.from_kubeconfig(state / "kubeconfig")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def proc_peak_rss_mib(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+async def run_one(cluster: kube.Cluster, n: int, workdir: pathlib.Path) -> dict[str, float]:
+    api: ApiClient = await cluster.api_client()
+    async with api:
+        core = client.CoreV1Api(api)
+        ns = f"bench-rr-{n}-{secrets.token_hex(3)}"
+        await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+        try:
+            pods = await rr.deploy(api, ns, "web", n)
+            op = OperatorProcess(
+                kubeconfig=cluster.kubeconfig,
+                workdir=workdir,
+                namespaces=ns,
+                store_url=f"sqlite:///{workdir / f'journal-{n}.sqlite'}",
+                extra_args=("--log-level", "WARNING"),
+            ).start()
+            assert op.proc is not None
+            cpu_before = proc_cpu_seconds(op.proc.pid)
+            try:
+                created: dict[str, float] = {}
+                gate = asyncio.Semaphore(100)  # the client's own limit, not the operator's
+
+                async def create(i: int, pod: client.V1Pod) -> None:
+                    async with gate:
+                        await rr.create_request(
+                            api, ns, f"r{i}", {"target": {"name": pod.metadata.name}}
+                        )
+                        created[f"r{i}"] = time.time()
+
+                start = time.time()
+                await asyncio.gather(*(create(i, p) for i, p in enumerate(pods)))
+                bodies = await _all_acknowledged(api, ns, n)
+                wall = (
+                    max(rr.parse_time(b["status"]["acknowledgedAt"]).timestamp() for b in bodies)
+                    - start
+                )
+                cpu = proc_cpu_seconds(op.proc.pid) - cpu_before
+                rss = proc_peak_rss_mib(op.proc.pid)
+            finally:
+                op.stop()
+            latencies = [
+                rr.parse_time(b["status"]["acknowledgedAt"]).timestamp()
+                - created[b["metadata"]["name"]]
+                for b in bodies
+            ]
+            ok = sum(1 for b in bodies if b["status"]["phase"] == "Succeeded")
+            return {
+                "n": n,
+                "ok": ok,
+                "p50": statistics.median(latencies),
+                "p95": percentile(latencies, 95),
+                "p99": percentile(latencies, 99),
+                "wall": wall,
+                "cpu_per_req_ms": cpu / n * 1000,
+                "rss": rss,
+            }
+        finally:
+            await core.delete_namespace(ns, propagation_policy="Background")
+
+
+async def _all_acknowledged(api: ApiClient, ns: str, n: int) -> list[dict]:  # type: ignore[type-arg]
+    custom = client.CustomObjectsApi(api)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        listed = await custom.list_namespaced_custom_object(rr.GROUP, rr.VERSION, ns, rr.PLURAL)
+        done = [b for b in listed["items"] if rr.acknowledged(b)]
+        if len(done) == n:
+            return done
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"only {len(done)} of {n} requests acknowledged within 600 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, action="append", help="requests per round (repeatable)")
+    args = parser.parse_args()
+    rounds = args.n or [100, 1000]
+    cluster = ensure_cluster()
+    cluster.kubectl("apply", "-f", str(REPO / "crds" / "restartrequest.yaml"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/restartrequests.mandrill.dev", "--timeout=60s"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in rounds:
+            rows.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp))))
+    print(
+        f"\nRestartRequest creation -> acknowledgement, {platform.node()}, "
+        f"{os.cpu_count()} cores, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    print(
+        f"{'N':>6} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'wall s':>7} "
+        f"{'CPU ms/req':>10} {'peak RSS MiB':>12}"
+    )
+    for r in rows:
+        print(
+            f"{r['n']:>6} {r['ok']:>6} {r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} "
+            f"{r['wall']:>7.1f} {r['cpu_per_req_ms']:>10.1f} {r['rss']:>12.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
