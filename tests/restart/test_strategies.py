@@ -317,3 +317,60 @@ async def test_evicting_a_workloads_pods_waits_for_their_replacements(
     live = [p for p in now if p.metadata.deletion_timestamp is None]
     assert not {p.metadata.uid for p in live} & {p.metadata.uid for p in pods}
     assert sum(1 for p in live if rr.ready(p)) == 3
+
+
+def _pod_template(app: str) -> client.V1PodTemplateSpec:
+    return client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(labels={"app": app}),
+        spec=client.V1PodSpec(
+            containers=[client.V1Container(name="app", image="registry.invalid/app:1")],
+            termination_grace_period_seconds=0,
+        ),
+    )
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+async def test_rollout_restart_of_statefulset_and_daemonset(
+    api: ApiClient, ns: str, kind: str
+) -> None:
+    apps = client.AppsV1Api(api)
+    selector = client.V1LabelSelector(match_labels={"app": "db"})
+    if kind == "StatefulSet":
+        await apps.create_namespaced_stateful_set(
+            ns,
+            client.V1StatefulSet(
+                metadata=client.V1ObjectMeta(name="db"),
+                spec=client.V1StatefulSetSpec(
+                    replicas=2, selector=selector, service_name="db", template=_pod_template("db")
+                ),
+            ),
+        )
+        read = apps.read_namespaced_stateful_set
+    else:
+        await apps.create_namespaced_daemon_set(
+            ns,
+            client.V1DaemonSet(
+                metadata=client.V1ObjectMeta(name="db"),
+                spec=client.V1DaemonSetSpec(selector=selector, template=_pod_template("db")),
+            ),
+        )
+        read = apps.read_namespaced_daemon_set
+    before = await rr.ready_pods(api, ns, "app=db", 2)
+    uid = await rr.create_request(
+        api,
+        ns,
+        "roll",
+        {
+            "target": {"kind": kind, "name": "db"},
+            "strategy": "RolloutRestart",
+            "waitForReady": {"enabled": True, "timeoutSeconds": 120},
+        },
+    )
+
+    body = await rr.finished(api, ns, "roll", within=150)
+
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    workload = await read("db", ns)
+    assert workload.spec.template.metadata.annotations["mandrill.dev/restarted-by"] == uid
+    after = await rr.ready_pods(api, ns, "app=db", 2)
+    assert not {p.metadata.uid for p in after} & {p.metadata.uid for p in before}

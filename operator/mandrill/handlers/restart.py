@@ -11,7 +11,12 @@ import kopf
 from mandrill import resources
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.domain.restart import process
-from mandrill.domain.restart.models import InvalidSpec, RequestRef, RestartSpec
+from mandrill.domain.restart.models import (
+    InvalidSpec,
+    RequestRef,
+    RestartSpec,
+    parse_timestamp,
+)
 from mandrill.wiring import Services
 
 RR = (resources.GROUP, resources.VERSION, resources.RESTART_REQUESTS)
@@ -51,11 +56,11 @@ async def consume(
     )
     ctx = services.restart_context(reporter, post_event)
     try:
-        parsed = RestartSpec.from_spec(spec)
-    except InvalidSpec as e:
-        await process.reject(reason="InvalidSpec", message=str(e), ctx=ctx)
-        return
-    try:
+        try:
+            parsed = RestartSpec.from_spec(spec)
+        except InvalidSpec as e:
+            await process.reject(reason="InvalidSpec", message=str(e), ctx=ctx)
+            return
         outcome = await process.consume(
             request=request,
             spec=parsed,
@@ -85,7 +90,7 @@ async def resume_ttl(
     *, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo, **_: Any
 ) -> None:
     """After an operator restart, finished requests still get deleted on time."""
-    finished = datetime.datetime.fromisoformat(str(status["finishedAt"]).replace("Z", "+00:00"))
+    finished = parse_timestamp(status.get("finishedAt")) or datetime.datetime.now(datetime.UTC)
     memo.services.schedule_ttl(
         request=_ref(meta), finished=finished, ttl_seconds=int(spec["ttlSecondsAfterFinished"])
     )

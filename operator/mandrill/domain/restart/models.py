@@ -266,8 +266,8 @@ class TargetResult:
             action=row.get("action", ""),
             outcome=Outcome(row["outcome"]),
             message=row.get("message", ""),
-            started=_parse_timestamp(row.get("started")),
-            finished=_parse_timestamp(row.get("finished")),
+            started=parse_timestamp(row.get("started")),
+            finished=parse_timestamp(row.get("finished")),
         )
 
 
@@ -317,7 +317,7 @@ def _timestamp(value: datetime.datetime) -> str:
     return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_timestamp(value: str | None) -> datetime.datetime | None:
+def parse_timestamp(value: str | None) -> datetime.datetime | None:
     if not value:
         return None
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
