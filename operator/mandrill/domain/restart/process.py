@@ -240,10 +240,20 @@ async def _restart_one(
     return attrs.evolve(result, started=result.started or started, finished=ctx.clock())
 
 
+_LABELS = {
+    Outcome.PENDING: "pending",
+    Outcome.RESTARTED: "restarted",
+    Outcome.SKIPPED: "skipped",
+    Outcome.BLOCKED: "blocked",
+    Outcome.FAILED: "failed",
+    Outcome.DRY_RUN: "would be restarted (dry run)",
+}
+
+
 def _restart_step(results: Sequence[TargetResult]) -> StepResult:
     counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
     chosen = len(results) - counts[Outcome.SKIPPED]
-    summary = ", ".join(f"{n} {o.lower()}" for o, n in counts.items() if n)
+    summary = ", ".join(f"{n} {_LABELS[o]}" for o, n in counts.items() if n)
     if counts[Outcome.FAILED] or counts[Outcome.BLOCKED]:
         return StepResult(
             ok=False,
