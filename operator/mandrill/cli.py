@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 import mandrill
 from mandrill.commands import crawl as crawl_command
+from mandrill.commands import results as results_command
 from mandrill.commands import run as run_command
 
-COMMANDS = {"run": run_command, "crawl": crawl_command}
+COMMANDS = {"run": run_command, "crawl": crawl_command, "results": results_command}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ def test_from_spec_reads_the_crawljob_fields() -> None:
             "respectRobotsTxt": False,
             "userAgent": "custom-bot/1",
             "maxResponseBytes": 1000,
+            "maxRedirects": 3,
+            "maxRetries": 0,
         }
     )
     assert (spec.max_depth, spec.max_pages, spec.concurrency) == (2, 50, 4)
@@ -37,6 +39,7 @@ def test_from_spec_reads_the_crawljob_fields() -> None:
         "custom-bot/1",
         1000,
     )
+    assert (spec.max_redirects, spec.max_retries) == (3, 0)
 
 
 def test_from_spec_defaults_and_seed_override() -> None:

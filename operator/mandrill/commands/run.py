@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     # or `--help` should not pay for that.
     import kopf
 
+    import mandrill.handlers.crawl
     import mandrill.handlers.lifecycle
     import mandrill.handlers.restart  # noqa: F401
 

@@ -169,6 +169,8 @@ class CrawlSpec:
             respect_robots=bool(spec.get("respectRobotsTxt", True)),
             user_agent=str(spec.get("userAgent") or defaults.user_agent),
             max_response_bytes=int(spec.get("maxResponseBytes", defaults.max_response_bytes)),
+            max_redirects=int(spec.get("maxRedirects", defaults.max_redirects)),
+            max_retries=int(spec.get("maxRetries", defaults.max_retries)),
         )
 
     def follows(self, url: str) -> bool:

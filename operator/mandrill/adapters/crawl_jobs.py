@@ -1,0 +1,154 @@
+"""A CrawlJob's Kubernetes side: its urlsFrom ConfigMap, its status and its Events.
+
+Status is written with JSON merge patches to the status subresource, like
+RestartRequest's: no resourceVersion, so no conflicts with kopf's own
+metadata patches. A 404 on a status patch means the job was deleted; it is
+reported as PermanentError("Gone") so the handler stops quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from mandrill import resources
+from mandrill.adapters import http, kube, ssrf
+from mandrill.domain.crawl import engine
+from mandrill.domain.crawl.job import (
+    FetcherFactory,
+    JobRef,
+    Outcome,
+    Phase,
+    final_status,
+    timestamp,
+)
+from mandrill.domain.crawl.models import CrawlSpec
+from mandrill.domain.errors import PermanentError
+
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+"""(object, type, reason, message): posts a Kubernetes Event about the object."""
+
+
+@attrs.frozen
+class ConfigMapSeeds:
+    """The domain's SeedSource: reads one key of a ConfigMap."""
+
+    api: ApiClient
+
+    async def read(self, *, namespace: str, config_map: str, key: str) -> str:
+        """The key's text; PermanentError naming what is missing."""
+        core = client.CoreV1Api(self.api)
+        try:
+            found = await kube.call(
+                lambda: core.read_namespaced_config_map(config_map, namespace),
+                what=f"read ConfigMap {config_map}",
+            )
+        except ApiException as e:  # 404 (409 cannot happen on a read)
+            raise PermanentError(
+                "ConfigMapNotFound", f"urlsFrom: ConfigMap {config_map} not found in {namespace}"
+            ) from e
+        data: Mapping[str, str] = found.data or {}
+        if key not in data:
+            raise PermanentError(
+                "KeyNotFound", f"urlsFrom: ConfigMap {config_map} has no key {key}"
+            )
+        return data[key]
+
+
+def fetcher_factory(policy: ssrf.AddressPolicy) -> FetcherFactory:
+    """The domain's FetcherFactory: one aiohttp session per crawl, behind `policy`."""
+
+    @asynccontextmanager
+    async def open_fetcher(spec: CrawlSpec) -> AsyncIterator[engine.Fetcher]:
+        async with http.HttpFetcher.open(spec=spec, policy=policy) as fetcher:
+            yield fetcher
+
+    return open_fetcher
+
+
+@attrs.define
+class CrawlJobStatus:
+    """The domain's JobReporter for one CrawlJob."""
+
+    api: ApiClient
+    job: JobRef
+    body: Mapping[str, Any]
+    """The CrawlJob as kopf saw it: what Events are attached to."""
+    events: EventSink
+
+    async def _patch(self, status: Mapping[str, Any]) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        try:
+            await kube.call(
+                lambda: custom.patch_namespaced_custom_object_status(
+                    resources.GROUP,
+                    resources.VERSION,
+                    self.job.namespace,
+                    resources.CRAWL_JOBS,
+                    self.job.name,
+                    {"status": status},
+                    _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                ),
+                what="patch CrawlJob status",
+            )
+        except ApiException as e:
+            raise PermanentError("Gone", "the CrawlJob was deleted meanwhile") from e
+
+    async def started(self, *, attempt: int, seeds: int, started: datetime.datetime) -> None:
+        """Running, with the counters of any earlier attempt cleared."""
+        again = attempt > 1
+        message = (
+            f"attempt {attempt}: an earlier crawl was interrupted; crawling again from scratch"
+            if again
+            else f"crawling from {seeds} seed URL{'s' if seeds != 1 else ''}"
+        )
+        await self._patch(
+            {
+                "phase": str(Phase.RUNNING),
+                "reason": "Restarted" if again else "Crawling",
+                "message": message,
+                "attempts": attempt,
+                "seeds": seeds,
+                "startedAt": timestamp(started),
+                "finishedAt": None,
+                "observedGeneration": self.job.generation,
+                "pagesFetched": 0,
+                "pagesFailed": 0,
+                "linksFound": 0,
+                "bytes": 0,
+                "errorsByKind": None,
+                "progress": None,
+                "results": None,
+                "uniqueLinks": None,
+                "conditions": None,
+            }
+        )
+        self.events(self.body, "Normal", "Started", message)
+
+    async def progress(self, status: Mapping[str, Any]) -> None:
+        """One progress patch."""
+        await self._patch(status)
+
+    async def finished(self, outcome: Outcome) -> None:
+        """The final status, then Succeeded (Normal) or Failed (Warning).
+
+        Shielded: the final patch itself makes the job finished, and kopf may
+        stop the daemon on seeing it before the patch's response is in; the
+        Event must follow all the same.
+        """
+        await asyncio.shield(asyncio.ensure_future(self._finish(outcome)))
+
+    async def _finish(self, outcome: Outcome) -> None:
+        await self._patch(final_status(outcome, job=self.job))
+        if outcome.phase is Phase.SUCCEEDED:
+            self.events(self.body, "Normal", "Succeeded", f"{outcome.reason}: {outcome.message}")
+        else:
+            self.events(self.body, "Warning", "Failed", f"{outcome.reason}: {outcome.message}")

@@ -1,0 +1,115 @@
+"""CrawlJob handler: one kopf daemon per unfinished CrawlJob, running its crawl.
+
+A daemon, not a create handler, because a crawl is long and must stop when
+its CrawlJob goes. kopf sets the daemon's `stopped` flag when the job is
+deleted or the operator exits; the daemon then cancels its crawl at once (the
+cancellation runs down through the engine's TaskGroup and closes the crawl's
+HTTP session) and returns. kopf keeps a finalizer on the job while its daemon
+runs, so the object goes only once the crawl has stopped; `cancellation_*`
+bound how long kopf waits before it cancels the daemon itself.
+
+The `when` filter keeps finished jobs (Succeeded or Failed) from ever getting
+a daemon again, so an operator restart crawls only the unfinished ones, from
+scratch (see mandrill.domain.crawl.job). The filter also trips on the job's
+own final status patch; that stop is not a reason to cancel, since the run is
+only posting its last Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from mandrill import resources
+from mandrill.domain.crawl import job
+from mandrill.domain.errors import PermanentError, TransientError
+from mandrill.wiring import Services
+
+CJ = (resources.GROUP, resources.VERSION, resources.CRAWL_JOBS)
+CANCELLATION_BACKOFF = 0.5
+"""Seconds kopf lets the daemon stop its crawl itself before cancelling the daemon."""
+CANCELLATION_TIMEOUT = 10.0
+"""Seconds a cancelled daemon may take to unwind before kopf gives up on it."""
+_STOP_CRAWL = (
+    kopf.DaemonStoppingReason.RESOURCE_DELETED
+    | kopf.DaemonStoppingReason.OPERATOR_EXITING
+    | kopf.DaemonStoppingReason.OPERATOR_PAUSING
+)
+
+
+def post_event(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    kopf.event(cast(kopf.Body, obj), type=kind, reason=reason, message=message[:1000])
+
+
+def _unfinished(status: kopf.Status, **_: Any) -> bool:
+    return not job.is_finished(status)
+
+
+@kopf.daemon(
+    *CJ,
+    when=_unfinished,
+    cancellation_backoff=CANCELLATION_BACKOFF,
+    cancellation_timeout=CANCELLATION_TIMEOUT,
+)
+async def crawl(
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    retry: int,
+    logger: kopf.Logger,
+    stopped: kopf.DaemonStopped,
+    **_: Any,
+) -> None:
+    if job.is_finished(status):
+        return
+    services: Services = memo.services
+    ref = job.JobRef(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation") or 1),
+    )
+    ctx = services.crawl_context(job=ref, body=body, events=post_event)
+    work = asyncio.create_task(
+        job.run(ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx)
+    )
+    try:
+        outcome = await _unless_stopped(work, stopped)
+    except TransientError as e:
+        raise kopf.TemporaryError(str(e), delay=min(60, 2 ** min(retry + 1, 6))) from e
+    except PermanentError as e:
+        logger.warning("crawl abandoned: %s: %s", e.reason, e.message)
+        return
+    if outcome is None:
+        logger.info("crawl stopped: %s", stopped.reason)
+    else:
+        logger.info("crawl %s: %s: %s", outcome.phase, outcome.reason, outcome.message)
+
+
+async def _unless_stopped(
+    work: asyncio.Task[job.Outcome], stopped: kopf.DaemonStopped
+) -> job.Outcome | None:
+    """`work`'s outcome; None if the job was deleted or the operator is leaving first."""
+
+    async def flagged() -> None:
+        await stopped.wait()
+
+    stop = asyncio.create_task(flagged())
+    try:
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done() and stopped.reason is not None and stopped.reason & _STOP_CRAWL:
+            work.cancel()
+            await asyncio.wait([work])
+            return None
+        return await work
+    finally:
+        stop.cancel()
+        if not work.done():  # we were cancelled ourselves: take the crawl down with us
+            work.cancel()
+            await asyncio.wait([work])
