@@ -139,6 +139,7 @@ class FakeReporter:
     resumed_plans: list[Plan] = attrs.Factory(list)
     finished: list[TargetResult] = attrs.Factory(list)
     acknowledged: list[process.FinalOutcome] = attrs.Factory(list)
+    handed: list[list[TargetResult]] = attrs.Factory(list)
 
     async def planned(self, plan: Plan, *, started: datetime.datetime) -> None:
         self.log.append("planned")
@@ -150,6 +151,10 @@ class FakeReporter:
 
     def target_finished(self, result: TargetResult) -> None:
         self.finished.append(result)
+
+    async def handed_back(self, targets: Sequence[TargetResult]) -> None:
+        self.log.append("handed_back")
+        self.handed.append(list(targets))
 
     async def acknowledge(self, outcome: process.FinalOutcome) -> None:
         self.log.append("acknowledge")

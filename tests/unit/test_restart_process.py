@@ -271,3 +271,30 @@ def test_no_prior_plan(status: dict[str, Any]) -> None:
 def test_is_acknowledged(conditions: list[dict[str, str]] | None, expected: bool) -> None:
     status = {} if conditions is None else {"conditions": conditions}
     assert process.is_acknowledged(status) is expected
+
+
+async def test_cancellation_hands_back_what_is_done_and_leaves_the_rest_pending(
+    world: World,
+) -> None:
+    """Shutdown cancels the handler after the drain timeout: finished targets are
+    recorded, the rest stay Pending for the next instance, and nothing is acknowledged."""
+    world.targets.candidates = [candidate("web-a"), candidate("web-b"), candidate("web-c")]
+    release, second_started = asyncio.Event(), asyncio.Event()
+
+    async def only_the_first_finishes() -> None:
+        if len(world.targets.restarted) > 1:
+            second_started.set()
+            await release.wait()  # never set: this one is in flight at shutdown
+
+    world.targets.on_restart = only_the_first_finishes
+    task = asyncio.create_task(world.consume(restart_spec(maxConcurrent=1)))
+    async with asyncio.timeout(2):
+        await second_started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert world.reporter.acknowledged == []
+    [handed] = world.reporter.handed
+    assert [t.outcome for t in handed] == [Outcome.RESTARTED, Outcome.PENDING, Outcome.PENDING]
+    assert world.log[-1] == "handed_back"

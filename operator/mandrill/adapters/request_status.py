@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -192,6 +192,32 @@ class RequestStatus:
             # Progress is best effort: the final patch carries everything.
             with contextlib.suppress(Exception):
                 await self._patch({"targets": [t.to_status() for t in rows], **counts(rows)})
+
+    async def handed_back(self, targets: Sequence[TargetResult]) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        rows = list(targets)
+        pending = sum(1 for t in rows if t.outcome is Outcome.PENDING)
+        message = (
+            f"operator stopped: {len(rows) - pending} of {len(rows)} targets done, "
+            f"{pending} pending; the next operator instance resumes them"
+        )
+        await self._patch(
+            {
+                "targets": [t.to_status() for t in rows],
+                **counts(rows),
+                "message": message,
+                "conditions": [
+                    condition(
+                        "Acknowledged",
+                        StepResult(False, "HandedBack", message),
+                        generation=self.request.generation,
+                        now=datetime.datetime.now(datetime.UTC),
+                    )
+                ],
+            }
+        )
+        self._event("Normal", "HandedBack", message)
 
     async def acknowledge(self, outcome: FinalOutcome) -> None:
         if self._flusher is not None:

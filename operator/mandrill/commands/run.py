@@ -31,20 +31,9 @@ def run(args: argparse.Namespace) -> int:
     )
     # Imported here: kopf registers handlers at import time, and `mandrill crawl`
     # or `--help` should not pay for that.
-    import kopf
-
     import mandrill.handlers.crawl
     import mandrill.handlers.lifecycle
     import mandrill.handlers.restart  # noqa: F401
+    from mandrill import runtime
 
-    liveness = (
-        f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
-    )
-    kopf.run(
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=liveness,
-        memo=kopf.Memo(config=settings),
-    )
-    return 0
+    return runtime.serve(settings)

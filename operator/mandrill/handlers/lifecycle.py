@@ -31,7 +31,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.networking.request_timeout = 30
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Drain: in-flight handlers get the drain timeout after a stop signal, then
+    # are cancelled (and hand their work back); kopf's last-resort SIGKILL comes
+    # only well after that, still inside the pod's termination grace period.
     settings.queueing.exit_timeout = config.drain_timeout
+    settings.process.ultimate_exiting_timeout = config.drain_timeout + 15
     memo.services = await wiring.start(config)
 
 

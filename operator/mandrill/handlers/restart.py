@@ -49,6 +49,10 @@ async def consume(
 ) -> None:
     if process.is_acknowledged(status):
         return
+    if memo.draining.is_set():
+        # Shutting down: take no new work. kopf keeps the handler pending, so the
+        # next operator instance consumes this request.
+        raise kopf.TemporaryError("operator is shutting down; left for the next instance", delay=5)
     services: Services = memo.services
     request = _ref(meta)
     reporter = services.reporter(

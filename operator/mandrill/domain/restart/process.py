@@ -76,6 +76,9 @@ class Reporter(Protocol):
 
     def target_finished(self, result: TargetResult) -> None: ...
 
+    async def handed_back(self, targets: Sequence[TargetResult]) -> None:
+        """Record what was done before a shutdown; the rest stays Pending for the next instance."""
+
     async def acknowledge(self, outcome: FinalOutcome) -> None: ...
 
 
@@ -146,9 +149,18 @@ async def consume(
         await ctx.reporter.resumed(plan)
 
     entry = JournalEntry(request=request, spec=raw_spec, targets=plan.targets, received=received)
-    saved, results = await asyncio.gather(
-        _save(ctx.journal, entry), _restart_all(request=request, spec=spec, plan=plan, ctx=ctx)
-    )
+    finished: dict[str, TargetResult] = {}
+    try:
+        saved, results = await asyncio.gather(
+            _save(ctx.journal, entry),
+            _restart_all(request=request, spec=spec, plan=plan, ctx=ctx, finished=finished),
+        )
+    except asyncio.CancelledError:
+        # Shutdown (the drain timeout ran out): hand the rest back. What finished
+        # is recorded; what was in flight stays Pending and the next instance
+        # retries it, where the UID preconditions make a second restart a no-op.
+        await _hand_back(ctx, [finished.get(t.key, t) for t in plan.targets])
+        raise
     restarted = _restart_step(results)
     ready = None
     done = [r for r in results if r.outcome is Outcome.RESTARTED]
@@ -190,12 +202,27 @@ async def _save(journal: Journal, entry: JournalEntry) -> StepResult:
     return StepResult(ok=True, reason="Saved", message="request written to the journal")
 
 
+async def _hand_back(ctx: Context, targets: list[TargetResult]) -> None:
+    """Best effort, bounded: the process is on its way out."""
+    try:
+        async with asyncio.timeout(5):
+            await ctx.reporter.handed_back(targets)
+    except Exception:  # the status still holds the plan: resuming works without this
+        return
+
+
 async def _restart_all(
-    *, request: RequestRef, spec: RestartSpec, plan: Plan, ctx: Context
+    *,
+    request: RequestRef,
+    spec: RestartSpec,
+    plan: Plan,
+    ctx: Context,
+    finished: dict[str, TargetResult],
 ) -> tuple[TargetResult, ...]:
-    """Restart every Pending target, at most `maxConcurrent` at once; keep the others."""
+    """Restart every Pending target, at most `maxConcurrent` at once; keep the others.
+
+    Results land in `finished` as they come, so a cancelled run still knows them."""
     per_request = asyncio.Semaphore(spec.max_concurrent)
-    finished: dict[str, TargetResult] = {}
 
     async def one(target: TargetResult) -> None:
         async with per_request, _bounded(ctx.limiter):
