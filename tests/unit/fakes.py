@@ -140,10 +140,13 @@ class FakeReporter:
     finished: list[TargetResult] = attrs.Factory(list)
     acknowledged: list[process.FinalOutcome] = attrs.Factory(list)
     handed: list[list[TargetResult]] = attrs.Factory(list)
+    adopt: Plan | None = None
+    """A plan another operator instance recorded first: planned() returns it."""
 
-    async def planned(self, plan: Plan, *, started: datetime.datetime) -> None:
+    async def planned(self, plan: Plan, *, started: datetime.datetime) -> Plan:
         self.log.append("planned")
         self.planned_plans.append(plan)
+        return self.adopt if self.adopt is not None else plan
 
     async def resumed(self, plan: Plan) -> None:
         self.log.append("resumed")

@@ -298,3 +298,28 @@ async def test_cancellation_hands_back_what_is_done_and_leaves_the_rest_pending(
     [handed] = world.reporter.handed
     assert [t.outcome for t in handed] == [Outcome.RESTARTED, Outcome.PENDING, Outcome.PENDING]
     assert world.log[-1] == "handed_back"
+
+
+async def test_a_plan_recorded_first_by_another_instance_is_adopted(world: World) -> None:
+    """Two instances planning at once: the loser restarts the winner's targets, not its own."""
+    world.targets.candidates = [candidate("web-a"), candidate("web-b"), candidate("web-c")]
+    theirs = Plan(
+        targets=tuple(
+            TargetResult(
+                kind=Kind.POD,
+                name=name,
+                uid=f"uid-{name}",
+                action="Delete",
+                outcome=Outcome.PENDING,
+            )
+            for name in ("web-a", "web-c")
+        ),
+        description="Pod app=web",
+        matched=3,
+    )
+    world.reporter.adopt = theirs
+
+    result = await world.consume(restart_spec(count=1))  # our own plan would hold one
+
+    assert sorted(world.targets.restarted) == ["web-a", "web-c"]
+    assert [t.name for t in result.targets] == ["web-a", "web-c"]

@@ -22,7 +22,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from mandrill import resources
 from mandrill.adapters import kube
 from mandrill.adapters.restart_targets import EventSink
-from mandrill.domain.errors import PermanentError
+from mandrill.domain.errors import PermanentError, TransientError
+from mandrill.domain.restart import process
 from mandrill.domain.restart.models import (
     Outcome,
     Phase,
@@ -35,6 +36,10 @@ from mandrill.domain.restart.models import (
 from mandrill.domain.restart.process import FinalOutcome
 
 PROGRESS_INTERVAL = 1.0
+
+
+class _Conflict(Exception):
+    """A conditional status patch lost the race: someone wrote in between."""
 
 
 def condition(
@@ -106,8 +111,14 @@ class RequestStatus:
     _dirty: bool = False
     _flusher: asyncio.Task[None] | None = None
 
-    async def _patch(self, status: Mapping[str, Any]) -> None:
+    async def _patch(
+        self, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """Merge-patch the status; with `resource_version`, only if nobody wrote since."""
         custom = client.CustomObjectsApi(self.api)
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             await kube.call(
                 lambda: custom.patch_namespaced_custom_object_status(
@@ -116,18 +127,62 @@ class RequestStatus:
                     self.request.namespace,
                     resources.RESTART_REQUESTS,
                     self.request.name,
-                    {"status": status},
+                    body,
                     _content_type="application/merge-patch+json",  # type: ignore[call-arg]
                 ),
                 what="patch RestartRequest status",
             )
         except ApiException as e:
+            if e.status == 409 and resource_version is not None:
+                raise _Conflict from e
             raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
+
+    async def _read(self) -> dict[str, Any]:
+        custom = client.CustomObjectsApi(self.api)
+        try:
+            body: dict[str, Any] = await kube.call(
+                lambda: custom.get_namespaced_custom_object(
+                    resources.GROUP,
+                    resources.VERSION,
+                    self.request.namespace,
+                    resources.RESTART_REQUESTS,
+                    self.request.name,
+                ),
+                what="read RestartRequest",
+            )
+        except ApiException as e:
+            raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
+        return body
 
     def _event(self, kind: str, reason: str, message: str) -> None:
         self.events(self.body, kind, reason, message)
 
-    async def planned(self, plan: Plan, *, started: datetime.datetime) -> None:
+    async def planned(self, plan: Plan, *, started: datetime.datetime) -> Plan:
+        """Record the plan unless another operator instance recorded one first.
+
+        The patch is conditional on the resourceVersion just read: two
+        instances (a rolling update) may plan the same request at once, but
+        only one plan is ever written, and the other instance adopts it, so
+        they restart the same targets (which UID preconditions then make
+        happen once) instead of two different random subsets."""
+        for _ in range(5):
+            current = await self._read()
+            theirs = process.prior_plan(current.get("status") or {}, description=plan.description)
+            if theirs is not None:
+                self._targets = {t.key: t for t in theirs.targets}
+                return theirs
+            try:
+                await self._record_plan(
+                    plan, started=started, resource_version=current["metadata"]["resourceVersion"]
+                )
+            except _Conflict:
+                continue
+            return plan
+        raise TransientError("the request kept changing while its plan was being recorded")
+
+    async def _record_plan(
+        self, plan: Plan, *, started: datetime.datetime, resource_version: str
+    ) -> None:
         self._targets = {t.key: t for t in plan.targets}
         now = datetime.datetime.now(datetime.UTC)
         await self._patch(
@@ -148,7 +203,8 @@ class RequestStatus:
                         now=now,
                     )
                 ],
-            }
+            },
+            resource_version=resource_version,
         )
         chosen = len(plan.pending)
         self._event(

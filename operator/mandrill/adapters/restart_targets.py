@@ -22,7 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
 from mandrill.adapters import kube
-from mandrill.domain.errors import PermanentError
+from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.domain.restart.models import (
     Candidate,
     Kind,
@@ -292,28 +292,51 @@ class KubeTargets:
     async def _rollout(
         self, namespace: str, target: TargetResult, request: RequestRef
     ) -> TargetResult:
+        """Stamp the pod template once. The patch carries the workload's uid and
+        resourceVersion as preconditions: if another instance (a rolling update
+        of the operator) stamped it meanwhile, ours gets 409, re-reads, and finds
+        the stamp instead of rolling the workload a second time."""
         api = self._workloads(target.kind)
-        try:
-            workload = await kube.call(
-                lambda: api.read(target.name, namespace), what=f"read {target.kind}"
-            )
-        except ApiException as e:
-            if e.status == 404:
+        for _ in range(5):
+            try:
+                workload = await kube.call(
+                    lambda: api.read(target.name, namespace), what=f"read {target.kind}"
+                )
+            except ApiException as e:
+                if e.status == 404:
+                    return _gone(target)
+                raise
+            if workload.metadata.uid != target.uid:
                 return _gone(target)
-            raise
-        if workload.metadata.uid != target.uid:
-            return _gone(target)
-        template_meta = workload.spec.template.metadata
-        marks = (template_meta.annotations if template_meta else None) or {}
-        if marks.get(resources.RESTARTED_BY_ANNOTATION) == request.uid:
-            return attrs.evolve(
-                target,
-                outcome=Outcome.RESTARTED,
-                message="rollout restart already applied by this request",
-            )
+            template_meta = workload.spec.template.metadata
+            marks = (template_meta.annotations if template_meta else None) or {}
+            if marks.get(resources.RESTARTED_BY_ANNOTATION) == request.uid:
+                return attrs.evolve(
+                    target,
+                    outcome=Outcome.RESTARTED,
+                    message="rollout restart already applied by this request",
+                )
+            try:
+                await self._stamp(api, namespace, target, workload, request)
+            except ApiException as e:
+                if e.status == 404:
+                    return _gone(target)
+                if e.status == 409:
+                    continue  # changed since we read it: look again
+                raise
+            return attrs.evolve(target, outcome=Outcome.RESTARTED, message="rollout restarted")
+        raise TransientError(f"{target.kind} {target.name} kept changing under the rollout patch")
+
+    async def _stamp(
+        self,
+        api: _WorkloadApi,
+        namespace: str,
+        target: TargetResult,
+        workload: Any,
+        request: RequestRef,
+    ) -> None:
         patch = {
-            # A uid in the patch is a precondition: a recreated workload is not touched.
-            "metadata": {"uid": target.uid},
+            "metadata": {"uid": target.uid, "resourceVersion": workload.metadata.resource_version},
             "spec": {
                 "template": {
                     "metadata": {
@@ -325,15 +348,9 @@ class KubeTargets:
                 }
             },
         }
-        try:
-            await kube.call(
-                lambda: api.patch(target.name, namespace, patch), what=f"patch {target.kind}"
-            )
-        except ApiException as e:
-            if e.status in (404, 409):
-                return _gone(target)
-            raise
-        return attrs.evolve(target, outcome=Outcome.RESTARTED, message="rollout restarted")
+        await kube.call(
+            lambda: api.patch(target.name, namespace, patch), what=f"patch {target.kind}"
+        )
 
     # -- waiting ------------------------------------------------------------
 

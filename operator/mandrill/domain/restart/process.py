@@ -70,7 +70,8 @@ class Journal(Protocol):
 class Reporter(Protocol):
     """Where progress and the outcome go: the request's status and Events."""
 
-    async def planned(self, plan: Plan, *, started: datetime.datetime) -> None: ...
+    async def planned(self, plan: Plan, *, started: datetime.datetime) -> Plan:
+        """Record the plan; returns the plan that holds (another instance's, if it won)."""
 
     async def resumed(self, plan: Plan) -> None: ...
 
@@ -143,7 +144,7 @@ async def consume(
             now=received,
             seed=request.uid,
         )
-        await ctx.reporter.planned(plan, started=received)
+        plan = await ctx.reporter.planned(plan, started=received)
     else:
         plan = prior
         await ctx.reporter.resumed(plan)
