@@ -21,6 +21,7 @@ from kubernetes_asyncio.client import ApiClient
 from mandrill.adapters import crawl_jobs, kube, ssrf
 from mandrill.adapters.crawl_store import CrawlStore
 from mandrill.adapters.journal import SqliteJournal, sqlite_path
+from mandrill.adapters.journal_retry import JournalRetrier
 from mandrill.adapters.reaper import Reaper
 from mandrill.adapters.request_status import RequestStatus
 from mandrill.adapters.restart_targets import EventSink, KubeTargets
@@ -42,6 +43,7 @@ class Services:
     limiter: asyncio.Semaphore
     crawl_store: CrawlStore
     crawl_policy: ssrf.AddressPolicy
+    journal_retrier: JournalRetrier
 
     def restart_context(self, reporter: RequestStatus, events: EventSink) -> Context:
         return Context(
@@ -82,6 +84,7 @@ class Services:
 
     async def close(self) -> None:
         await self.crawl_store.close()
+        await self.journal_retrier.close()
         await self.reaper.close()
         await self.journal.close()
         await self.api.close()
@@ -109,6 +112,7 @@ async def start(settings: Settings) -> Services:
         limiter=asyncio.Semaphore(settings.max_concurrent_restarts),
         crawl_store=crawl_store,
         crawl_policy=ssrf.AddressPolicy.from_settings(allow_private=settings.crawl_allow_private),
+        journal_retrier=JournalRetrier(api=api, journal=journal),
     )
 
 

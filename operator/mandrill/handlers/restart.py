@@ -9,6 +9,7 @@ from typing import Any, cast
 import kopf
 
 from mandrill import resources
+from mandrill.adapters import journal_retry
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.domain.restart import process
 from mandrill.domain.restart.models import (
@@ -98,3 +99,17 @@ async def resume_ttl(
     memo.services.schedule_ttl(
         request=_ref(meta), finished=finished, ttl_seconds=int(spec["ttlSecondsAfterFinished"])
     )
+
+
+def _unsaved(status: kopf.Status, **_: Any) -> bool:
+    return journal_retry.unsaved(status)
+
+
+@kopf.on.event(*RR, when=_unsaved)
+async def save_later(*, body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A request acknowledged with Saved=False: keep retrying its journal write.
+
+    Also fires for every such request when the operator starts, so the
+    backlog survives restarts (it lives in the requests' status)."""
+    if type != "DELETED":
+        memo.services.journal_retrier.schedule(body)
