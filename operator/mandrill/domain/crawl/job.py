@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime
 import enum
 import logging
@@ -377,7 +378,11 @@ async def run(job: JobRef, *, raw_spec: Mapping[str, Any], attempt: int, ctx: Co
     try:
         await ctx.store.begin(job, attempt=attempt, started=started)
         await ctx.reporter.started(attempt=attempt, seeds=len(spec.seeds), started=started)
-        stats = await _crawl(job, spec, tally=tally, ctx=ctx)
+        try:
+            stats = await _crawl(job, spec, tally=tally, ctx=ctx)
+        except asyncio.CancelledError:
+            await _record_interruption(ctx, tally)
+            raise
         outcome = _completed(spec, stats, tally=tally, started=started, finished=ctx.clock())
         results = await ctx.store.finish(job, outcome)
     except StoreError as e:
@@ -394,6 +399,21 @@ async def run(job: JobRef, *, raw_spec: Mapping[str, Any], attempt: int, ctx: Co
             ),
         )
     return await _report(ctx, attrs.evolve(outcome, results=results))
+
+
+async def _record_interruption(ctx: Context, tally: Tally) -> None:
+    """The operator is stopping this crawl: leave its progress in status, saying what next.
+
+    Best effort and bounded (the process is on its way out); the job stays
+    unfinished, so the next operator instance crawls it again from scratch."""
+    status = {
+        **tally.status(),
+        "message": "interrupted by an operator shutdown at the counts shown; "
+        "the next operator instance crawls it again from scratch",
+    }
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(3):
+            await ctx.reporter.progress(status)
 
 
 async def _crawl(job: JobRef, spec: CrawlSpec, *, tally: Tally, ctx: Context) -> CrawlStats:
