@@ -165,8 +165,10 @@ class RequestStatus:
         only one plan is ever written, and the other instance adopts it, so
         they restart the same targets (which UID preconditions then make
         happen once) instead of two different random subsets."""
+        # First try against the version kopf handed us (it writes nothing before
+        # the handler runs, so it is usually current); read only after a conflict.
+        current: Mapping[str, Any] = self.body
         for _ in range(5):
-            current = await self._read()
             theirs = process.prior_plan(current.get("status") or {}, description=plan.description)
             if theirs is not None:
                 self._targets = {t.key: t for t in theirs.targets}
@@ -176,6 +178,7 @@ class RequestStatus:
                     plan, started=started, resource_version=current["metadata"]["resourceVersion"]
                 )
             except _Conflict:
+                current = await self._read()
                 continue
             return plan
         raise TransientError("the request kept changing while its plan was being recorded")
