@@ -48,7 +48,11 @@ class Settings:
     """Restarts in flight across all requests."""
     liveness_port: int = 8080
     """kopf's liveness endpoint, for the probe; 0 disables it."""
+    metrics_port: int = 9090
+    """Prometheus /metrics; 0 disables it."""
     log_level: str = "INFO"
+    log_format: str = "text"
+    """text, or json: one JSON object a line, with the resource's namespace, name and uid."""
     crawl_allow_private: bool = False
     """Let CrawlJobs fetch loopback, private and link-local addresses (refused by default).
 
@@ -74,7 +78,9 @@ OPTIONS = (
         "--max-concurrent-restarts", "max_concurrent_restarts", "restarts in flight at once", int
     ),
     Option("--liveness-port", "liveness_port", "port of the /healthz endpoint; 0: off", int),
+    Option("--metrics-port", "metrics_port", "port of Prometheus /metrics; 0: off", int),
     Option("--log-level", "log_level", "DEBUG, INFO, WARNING or ERROR"),
+    Option("--log-format", "log_format", "text, or json (one object a line, with the object)"),
     Option(
         "--crawl-allow-private",
         "crawl_allow_private",
@@ -133,17 +139,31 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def _is_port(v: object) -> bool:
+    return isinstance(v, int) and 0 <= v <= 65535
+
+
+_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "drain_timeout": (
+        lambda v: isinstance(v, float) and 0 < v < 3600,
+        "is not a number of seconds in (0, 3600)",
+    ),
+    "max_concurrent_restarts": (lambda v: isinstance(v, int) and v >= 1, "must be at least 1"),
+    "liveness_port": (_is_port, "is not a port (0 turns the endpoint off)"),
+    "metrics_port": (_is_port, "is not a port (0 turns the endpoint off)"),
+    "store_url": (lambda v: str(v).startswith("sqlite:///"), "is not sqlite:///PATH"),
+    "log_level": (
+        lambda v: str(v).upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+        "is not DEBUG, INFO, WARNING or ERROR",
+    ),
+    "log_format": (lambda v: v in ("text", "json"), "is not text or json"),
+}
+
+
 def _problem(field: str, value: object) -> str | None:
     """What is wrong with one parsed value, or None; checked per setting so the
     error can name the flag or variable it came from."""
-    if field == "drain_timeout" and not (isinstance(value, float) and 0 < value < 3600):
-        return f"{value!r} is not a number of seconds in (0, 3600)"
-    if field == "max_concurrent_restarts" and not (isinstance(value, int) and value >= 1):
-        return f"{value!r} must be at least 1"
-    if field == "liveness_port" and not (isinstance(value, int) and 0 <= value <= 65535):
-        return f"{value!r} is not a port (0 turns the endpoint off)"
-    if field == "store_url" and not str(value).startswith("sqlite:///"):
-        return f"{value!r}: only sqlite:///PATH is supported"
-    if field == "log_level" and str(value).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        return f"{value!r} is not DEBUG, INFO, WARNING or ERROR"
-    return None
+    check = _CHECKS.get(field)
+    if check is None or check[0](value):
+        return None
+    return f"{value!r} {check[1]}"

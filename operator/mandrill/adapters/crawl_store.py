@@ -32,7 +32,7 @@ from typing import Any
 import aiosqlite
 import attrs
 
-from mandrill.adapters import export
+from mandrill.adapters import export, metrics
 from mandrill.adapters.journal import sqlite_path
 from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults, timestamp
 from mandrill.domain.crawl.models import Edge, EdgeList, ErrorKind, PageResult, Progress
@@ -261,6 +261,7 @@ class BatchingSink:
 
     async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
         """Buffer one outcome; write a batch if it is due."""
+        metrics.page_crawled(result)
         self._pages.append(page_row(self.job_uid, result))
         if edges:
             self._edges.extend(edge_rows(self.job_uid, edges))

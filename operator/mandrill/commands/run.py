@@ -25,10 +25,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"mandrill run: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    import kopf
+
+    # kopf's own formatters: JSON lines carry the object's reference (namespace,
+    # name, uid) under "object" whenever a line is about one.
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="object",
+        log_prefix=settings.log_format != "json",
     )
+    logging.getLogger().setLevel(settings.log_level.upper())
     # Imported here: kopf registers handlers at import time, and `mandrill crawl`
     # or `--help` should not pay for that.
     import mandrill.handlers.crawl

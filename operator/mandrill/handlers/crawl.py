@@ -24,6 +24,7 @@ from typing import Any, cast
 import kopf
 
 from mandrill import resources
+from mandrill.adapters import metrics
 from mandrill.domain.crawl import job
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.wiring import Services
@@ -80,7 +81,8 @@ async def crawl(
         job.run(ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx)
     )
     try:
-        outcome = await _unless_stopped(work, stopped)
+        with metrics.CRAWLS_RUNNING.track_inprogress():
+            outcome = await _unless_stopped(work, stopped)
     except TransientError as e:
         raise kopf.TemporaryError(str(e), delay=min(60, 2 ** min(retry + 1, 6))) from e
     except PermanentError as e:

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from mandrill import resources, wiring
+from mandrill.adapters import metrics
 from mandrill.config import Settings
 
 
@@ -37,6 +38,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.queueing.exit_timeout = config.drain_timeout
     settings.process.ultimate_exiting_timeout = config.drain_timeout + 15
     memo.services = await wiring.start(config)
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
 
 
 @kopf.on.cleanup()

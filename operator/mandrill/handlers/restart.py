@@ -9,7 +9,7 @@ from typing import Any, cast
 import kopf
 
 from mandrill import resources
-from mandrill.adapters import journal_retry
+from mandrill.adapters import journal_retry, metrics
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.domain.restart import process
 from mandrill.domain.restart.models import (
@@ -55,6 +55,30 @@ async def consume(
         # next operator instance consumes this request.
         raise kopf.TemporaryError("operator is shutting down; left for the next instance", delay=5)
     services: Services = memo.services
+    if retry == 0:
+        metrics.REQUESTS_CONSUMED.inc()
+    with metrics.REQUESTS_IN_FLIGHT.track_inprogress(), metrics.REQUEST_DURATION.time():
+        await _consume(
+            body=body,
+            spec=spec,
+            status=status,
+            meta=meta,
+            services=services,
+            retry=retry,
+            logger=logger,
+        )
+
+
+async def _consume(
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    services: Services,
+    retry: int,
+    logger: kopf.Logger,
+) -> None:
     request = _ref(meta)
     reporter = services.reporter(
         request=request, body=body, events=post_event, attempts=int(status.get("attempts", 0)) + 1
@@ -65,6 +89,7 @@ async def consume(
             parsed = RestartSpec.from_spec(spec)
         except InvalidSpec as e:
             await process.reject(reason="InvalidSpec", message=str(e), ctx=ctx)
+            metrics.REQUESTS_ACKNOWLEDGED.labels("Failed").inc()
             return
         outcome = await process.consume(
             request=request,
@@ -73,6 +98,9 @@ async def consume(
             prior=process.prior_plan(status, description=parsed.describe_target()),
             ctx=ctx,
         )
+        metrics.REQUESTS_ACKNOWLEDGED.labels(str(outcome.phase)).inc()
+        for target in outcome.targets:
+            metrics.RESTARTS.labels(str(parsed.strategy), str(target.outcome)).inc()
     except TransientError as e:
         raise kopf.TemporaryError(str(e), delay=min(60, 2 ** min(retry, 6))) from e
     except PermanentError as e:

@@ -1,0 +1,57 @@
+"""Prometheus metrics: what the operator consumed, restarted and crawled, and how fast.
+
+Module-level collectors on prometheus_client's default registry, served on
+/metrics by `serve` (a small thread of prometheus_client's own, so a busy
+event loop never delays a scrape). The names follow Prometheus conventions:
+counters end in _total, durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import prometheus_client as prom
+
+from mandrill.domain.crawl.models import PageResult
+
+REQUESTS_CONSUMED = prom.Counter(
+    "mandrill_restart_requests_consumed_total", "RestartRequests taken up (first attempts)"
+)
+REQUESTS_ACKNOWLEDGED = prom.Counter(
+    "mandrill_restart_requests_acknowledged_total",
+    "RestartRequests acknowledged, by final phase",
+    ["phase"],
+)
+REQUESTS_IN_FLIGHT = prom.Gauge(
+    "mandrill_restart_requests_in_flight", "RestartRequests being handled right now"
+)
+REQUEST_DURATION = prom.Histogram(
+    "mandrill_restart_request_duration_seconds",
+    "From the handler's start to the acknowledgement",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RESTARTS = prom.Counter(
+    "mandrill_restarts_total", "Targets handled, by strategy and outcome", ["strategy", "outcome"]
+)
+CRAWL_PAGES = prom.Counter("mandrill_crawl_pages_total", "Crawled URLs, by outcome", ["outcome"])
+CRAWL_LINKS = prom.Counter("mandrill_crawl_links_total", "Links found on crawled pages")
+CRAWL_ERRORS = prom.Counter("mandrill_crawl_errors_total", "Crawl failures, by kind", ["kind"])
+CRAWL_FETCH = prom.Histogram(
+    "mandrill_crawl_fetch_seconds",
+    "Time to an outcome per URL, retries included",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CRAWLS_RUNNING = prom.Gauge("mandrill_crawls_running", "CrawlJobs being crawled right now")
+
+
+def page_crawled(result: PageResult) -> None:
+    """Account for one crawled URL."""
+    CRAWL_PAGES.labels("ok" if result.ok else "failed").inc()
+    CRAWL_FETCH.observe(result.elapsed)
+    if result.error is not None:
+        CRAWL_ERRORS.labels(str(result.error)).inc()
+    else:
+        CRAWL_LINKS.inc(result.links)
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on all interfaces (the metrics Service scrapes the pod)."""
+    prom.start_http_server(port)
