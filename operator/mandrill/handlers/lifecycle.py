@@ -19,7 +19,9 @@ async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def start(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
     config: Settings = memo.config
     # Our own prefix for kopf's bookkeeping, in annotations (status.kopf would
     # need a schema of its own).
@@ -39,7 +41,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.process.ultimate_exiting_timeout = config.drain_timeout + 15
     memo.services = await wiring.start(config)
     if config.metrics_port:
-        metrics.serve(config.metrics_port)
+        try:
+            metrics.serve(config.metrics_port)
+        except OSError as e:
+            # Metrics are for watching the operator, not for doing its job.
+            logger.warning("metrics not served on port %d: %s", config.metrics_port, e)
 
 
 @kopf.on.cleanup()
