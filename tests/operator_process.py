@@ -34,6 +34,7 @@ class OperatorProcess:
     store_url: str
     extra_args: tuple[str, ...] = ()
     port: int = attrs.Factory(free_port)
+    metrics_port: int = attrs.Factory(free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,6 +57,8 @@ class OperatorProcess:
                     self.store_url,
                     "--liveness-port",
                     str(self.port),
+                    "--metrics-port",
+                    str(self.metrics_port),
                     *self.extra_args,
                 ],
                 env=env,
