@@ -4,9 +4,12 @@ Not a test (nothing here asserts a time): a program that prints a table.
 
     .venv/bin/python -m tests.bench.restart_latency --n 100 --n 1000
 
-For each N it makes a Deployment of N pods, starts `mandrill run` on that
-namespace, creates N RestartRequests at once (each deleting one named pod),
-and waits until all are acknowledged. Latency is from the moment the API
+For each N and each contender it makes a Deployment of N pods, starts the
+contender on that namespace, creates N RestartRequests at once (each
+deleting one named pod), and waits until all are acknowledged. Contenders:
+`mandrill run`, and the bare-API baseline (tests/bench/baselines/
+bare_restart.py: list the pod, delete it, patch the status, nothing else) at
+the same concurrency; the ratio operator / bare is the headline. Latency is from the moment the API
 server accepted a request's creation (client clock) to its status
 acknowledgedAt (operator clock; same machine). Also reported: the operator's
 CPU seconds per request and its peak RSS. Uses MANDRILL_TEST_KUBECONFIG if set,
@@ -24,6 +27,7 @@ import platform
 import secrets
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -65,7 +69,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-async def run_one(cluster: kube.Cluster, n: int, workdir: pathlib.Path) -> dict[str, float]:
+class BareProcess:
+    """The bare baseline as a child process, started and stopped like OperatorProcess."""
+
+    def __init__(self, kubeconfig: pathlib.Path, namespace: str) -> None:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.baselines.bare_restart", namespace],
+            env=env,
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == b"ready"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+async def run_one(
+    cluster: kube.Cluster, n: int, workdir: pathlib.Path, contender: str
+) -> dict[str, float | str]:
     api: ApiClient = await cluster.api_client()
     async with api:
         core = client.CoreV1Api(api)
@@ -73,13 +98,17 @@ async def run_one(cluster: kube.Cluster, n: int, workdir: pathlib.Path) -> dict[
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
         try:
             pods = await rr.deploy(api, ns, "web", n)
-            op = OperatorProcess(
-                kubeconfig=cluster.kubeconfig,
-                workdir=workdir,
-                namespaces=ns,
-                store_url=f"sqlite:///{workdir / f'journal-{n}.sqlite'}",
-                extra_args=("--log-level", "WARNING"),
-            ).start()
+            op: OperatorProcess | BareProcess
+            if contender == "operator":
+                op = OperatorProcess(
+                    kubeconfig=cluster.kubeconfig,
+                    workdir=workdir,
+                    namespaces=ns,
+                    store_url=f"sqlite:///{workdir / f'journal-{n}.sqlite'}",
+                    extra_args=("--log-level", "WARNING"),
+                ).start()
+            else:
+                op = BareProcess(cluster.kubeconfig, ns)
             assert op.proc is not None
             cpu_before = proc_cpu_seconds(op.proc.pid)
             try:
@@ -111,6 +140,7 @@ async def run_one(cluster: kube.Cluster, n: int, workdir: pathlib.Path) -> dict[
             ]
             ok = sum(1 for b in bodies if b["status"]["phase"] == "Succeeded")
             return {
+                "who": contender,
                 "n": n,
                 "ok": ok,
                 "p50": statistics.median(latencies),
@@ -139,8 +169,12 @@ async def _all_acknowledged(api: ApiClient, ns: str, n: int) -> list[dict]:  # t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, action="append", help="requests per round (repeatable)")
+    parser.add_argument(
+        "--contender", choices=["operator", "bare", "both"], default="both", help="what to run"
+    )
     args = parser.parse_args()
     rounds = args.n or [100, 1000]
+    contenders = ["bare", "operator"] if args.contender == "both" else [args.contender]
     cluster = ensure_cluster()
     cluster.kubectl("apply", "-f", str(REPO / "crds" / "restartrequest.yaml"))
     cluster.kubectl(
@@ -149,20 +183,30 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in rounds:
-            rows.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp))))
+            for who in contenders:
+                rows.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp), who)))
     print(
         f"\nRestartRequest creation -> acknowledgement, {platform.node()}, "
         f"{os.cpu_count()} cores, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
     )
     print(
-        f"{'N':>6} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'wall s':>7} "
+        f"{'who':>9} {'N':>6} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'wall s':>7} "
         f"{'CPU ms/req':>10} {'peak RSS MiB':>12}"
     )
     for r in rows:
         print(
-            f"{r['n']:>6} {r['ok']:>6} {r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} "
-            f"{r['wall']:>7.1f} {r['cpu_per_req_ms']:>10.1f} {r['rss']:>12.0f}"
+            f"{r['who']:>9} {r['n']:>6} {r['ok']:>6} {r['p50']:>7.2f} {r['p95']:>7.2f} "
+            f"{r['p99']:>7.2f} {r['wall']:>7.1f} {r['cpu_per_req_ms']:>10.1f} {r['rss']:>12.0f}"
         )
+    by = {(r["who"], r["n"]): r for r in rows}
+    for n in rounds:
+        if ("operator", n) in by and ("bare", n) in by:
+            o, b = by["operator", n], by["bare", n]
+            print(
+                f"N={n}: operator / bare:  p50 {float(o['p50']) / float(b['p50']):.2f}  "
+                f"p99 {float(o['p99']) / float(b['p99']):.2f}  "
+                f"wall {float(o['wall']) / float(b['wall']):.2f}"
+            )
 
 
 if __name__ == "__main__":
