@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from kubernetes_asyncio.client import ApiClient
 
-from mandrill.adapters import crawl_jobs, kube, ssrf
+from mandrill.adapters import crawl_jobs, kube, request_status, ssrf
 from mandrill.adapters.crawl_store import CrawlStore
 from mandrill.adapters.journal import SqliteJournal, sqlite_path
 from mandrill.adapters.journal_retry import JournalRetrier
@@ -44,6 +44,8 @@ class Services:
     crawl_store: CrawlStore
     crawl_policy: ssrf.AddressPolicy
     journal_retrier: JournalRetrier
+    handled: set[str] = attrs.Factory(set)
+    """UIDs of requests this process has seen through (see handlers.restart)."""
 
     def restart_context(self, reporter: RequestStatus, events: EventSink) -> Context:
         return Context(
@@ -60,6 +62,9 @@ class Services:
         return RequestStatus(
             api=self.api, request=request, body=body, events=events, attempts=attempts
         )
+
+    async def read_request(self, request: RequestRef) -> dict[str, Any]:
+        return await request_status.read_request(self.api, request)
 
     def schedule_ttl(
         self, *, request: RequestRef, finished: datetime.datetime, ttl_seconds: int

@@ -155,7 +155,7 @@ class FakeReporter:
     def target_finished(self, result: TargetResult) -> None:
         self.finished.append(result)
 
-    async def handed_back(self, targets: Sequence[TargetResult]) -> None:
+    async def handed_back(self, targets: Sequence[TargetResult], *, why: str) -> None:
         self.log.append("handed_back")
         self.handed.append(list(targets))
 

@@ -97,6 +97,27 @@ def final_status(
     }
 
 
+async def read_request(api: ApiClient, request: RequestRef) -> dict[str, Any]:
+    """The request as the API server has it now; PermanentError("Gone") if deleted."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        body: dict[str, Any] = await kube.call(
+            lambda: custom.get_namespaced_custom_object(
+                resources.GROUP,
+                resources.VERSION,
+                request.namespace,
+                resources.RESTART_REQUESTS,
+                request.name,
+            ),
+            what="read RestartRequest",
+        )
+    except ApiException as e:
+        raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
+    if body["metadata"]["uid"] != request.uid:
+        raise PermanentError("Gone", "the RestartRequest was deleted and created anew")
+    return body
+
+
 @attrs.define
 class RequestStatus:
     """`Reporter` for one request."""
@@ -138,21 +159,7 @@ class RequestStatus:
             raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
 
     async def _read(self) -> dict[str, Any]:
-        custom = client.CustomObjectsApi(self.api)
-        try:
-            body: dict[str, Any] = await kube.call(
-                lambda: custom.get_namespaced_custom_object(
-                    resources.GROUP,
-                    resources.VERSION,
-                    self.request.namespace,
-                    resources.RESTART_REQUESTS,
-                    self.request.name,
-                ),
-                what="read RestartRequest",
-            )
-        except ApiException as e:
-            raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
-        return body
+        return await read_request(self.api, self.request)
 
     def _event(self, kind: str, reason: str, message: str) -> None:
         self.events(self.body, kind, reason, message)
@@ -252,14 +259,14 @@ class RequestStatus:
             with contextlib.suppress(Exception):
                 await self._patch({"targets": [t.to_status() for t in rows], **counts(rows)})
 
-    async def handed_back(self, targets: Sequence[TargetResult]) -> None:
+    async def handed_back(self, targets: Sequence[TargetResult], *, why: str) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
         rows = list(targets)
         pending = sum(1 for t in rows if t.outcome is Outcome.PENDING)
         message = (
-            f"operator stopped: {len(rows) - pending} of {len(rows)} targets done, "
-            f"{pending} pending; the next operator instance resumes them"
+            f"{why}: {len(rows) - pending} of {len(rows)} targets done, "
+            f"{pending} pending; the next attempt resumes them"
         )
         await self._patch(
             {

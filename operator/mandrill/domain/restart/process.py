@@ -77,8 +77,8 @@ class Reporter(Protocol):
 
     def target_finished(self, result: TargetResult) -> None: ...
 
-    async def handed_back(self, targets: Sequence[TargetResult]) -> None:
-        """Record what was done before a shutdown; the rest stays Pending for the next instance."""
+    async def handed_back(self, targets: Sequence[TargetResult], *, why: str) -> None:
+        """Record what was done so far; the rest stays Pending for the next attempt."""
 
     async def acknowledge(self, outcome: FinalOutcome) -> None: ...
 
@@ -129,7 +129,9 @@ async def consume(
     """Carry out one request end to end; returns what was acknowledged.
 
     Raises TransientError when the plan could not be recorded (nothing was
-    restarted yet, so a retry is safe)."""
+    restarted yet, so a retry is safe), or when some target hit a transient
+    error that outlasted the adapter's retries: what finished is recorded,
+    the rest stays Pending, and a retry resumes from there."""
     received = ctx.clock()
     if prior is None:
         try:
@@ -151,17 +153,34 @@ async def consume(
 
     entry = JournalEntry(request=request, spec=raw_spec, targets=plan.targets, received=received)
     finished: dict[str, TargetResult] = {}
+    transient: list[TransientError] = []
     try:
         saved, results = await asyncio.gather(
             _save(ctx.journal, entry),
-            _restart_all(request=request, spec=spec, plan=plan, ctx=ctx, finished=finished),
+            _restart_all(
+                request=request,
+                spec=spec,
+                plan=plan,
+                ctx=ctx,
+                finished=finished,
+                transient=transient,
+            ),
         )
     except asyncio.CancelledError:
         # Shutdown (the drain timeout ran out): hand the rest back. What finished
         # is recorded; what was in flight stays Pending and the next instance
         # retries it, where the UID preconditions make a second restart a no-op.
-        await _hand_back(ctx, [finished.get(t.key, t) for t in plan.targets])
+        await _hand_back(
+            ctx,
+            [finished.get(t.key, t) for t in plan.targets],
+            why="operator stopped",
+        )
         raise
+    if transient:
+        # The API was unavailable for longer than the adapter retries: keep
+        # what finished, leave the rest Pending, and let the caller retry.
+        await _hand_back(ctx, list(results), why=f"transient error ({transient[0]}), retrying")
+        raise TransientError(str(transient[0]))
     restarted = _restart_step(results)
     ready = None
     done = [r for r in results if r.outcome is Outcome.RESTARTED]
@@ -203,11 +222,11 @@ async def _save(journal: Journal, entry: JournalEntry) -> StepResult:
     return StepResult(ok=True, reason="Saved", message="request written to the journal")
 
 
-async def _hand_back(ctx: Context, targets: list[TargetResult]) -> None:
-    """Best effort, bounded: the process is on its way out."""
+async def _hand_back(ctx: Context, targets: list[TargetResult], *, why: str) -> None:
+    """Best effort, bounded (the process may be on its way out)."""
     try:
         async with asyncio.timeout(5):
-            await ctx.reporter.handed_back(targets)
+            await ctx.reporter.handed_back(targets, why=why)
     except Exception:  # the status still holds the plan: resuming works without this
         return
 
@@ -219,15 +238,22 @@ async def _restart_all(
     plan: Plan,
     ctx: Context,
     finished: dict[str, TargetResult],
+    transient: list[TransientError],
 ) -> tuple[TargetResult, ...]:
     """Restart every Pending target, at most `maxConcurrent` at once; keep the others.
 
-    Results land in `finished` as they come, so a cancelled run still knows them."""
+    Results land in `finished` as they come, so a cancelled run still knows
+    them; a target whose restart hit a transient error stays Pending, its
+    error in `transient`."""
     per_request = asyncio.Semaphore(spec.max_concurrent)
 
     async def one(target: TargetResult) -> None:
-        async with per_request, _bounded(ctx.limiter):
-            result = await _restart_one(request=request, spec=spec, target=target, ctx=ctx)
+        try:
+            async with per_request, _bounded(ctx.limiter):
+                result = await _restart_one(request=request, spec=spec, target=target, ctx=ctx)
+        except TransientError as e:
+            transient.append(e)
+            return
         finished[target.key] = result
         ctx.reporter.target_finished(result)
 
@@ -263,8 +289,6 @@ async def _restart_one(
         )
     except PermanentError as e:
         result = attrs.evolve(target, outcome=Outcome.FAILED, message=f"{e.reason}: {e.message}")
-    except TransientError as e:
-        result = attrs.evolve(target, outcome=Outcome.FAILED, message=f"gave up retrying: {e}")
     return attrs.evolve(result, started=result.started or started, finished=ctx.clock())
 
 
