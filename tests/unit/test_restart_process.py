@@ -94,7 +94,7 @@ async def test_all_restarts_failing_is_restart_failed(world: World) -> None:
         world.targets.failures[name] = PermanentError("Gone", "pod vanished")
     result = await world.consume(restart_spec())
     assert (result.phase, result.reason) == (Phase.FAILED, "RestartFailed")
-    assert result.message == "3 failed"
+    assert result.message == "3 failed; first: Pod web-a: Gone: pod vanished"
 
 
 def _row(name: str, outcome: Outcome) -> TargetResult:

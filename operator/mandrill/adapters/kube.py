@@ -3,7 +3,9 @@
 Transient failures (429, 5xx, timeouts, resets) are retried here with
 exponential backoff and jitter, honouring Retry-After, so callers see either a
 result, a `TransientError` after the budget is spent, or a `PermanentError`
-(403 and the like) that retrying could not fix. Status codes that mean
+(403 and the like) that retrying could not fix. A 403 gets a few quick
+retries first: right after an API server restart, RBAC denies everything
+until its informers have synced. Status codes that mean
 something to the caller (404, 409) are returned to it as ApiException.
 """
 
@@ -25,6 +27,9 @@ from mandrill.domain.errors import PermanentError, TransientError
 
 T = TypeVar("T")
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+FORBIDDEN_ATTEMPTS = 6
+"""A 403 is asked again a few times (about 6 s) before it counts: an API server that
+has just restarted denies requests until its RBAC caches are filled."""
 
 
 async def make_client() -> ApiClient:
@@ -62,23 +67,32 @@ async def call(
     max_delay: float = 5.0,
     passthrough: frozenset[int] = frozenset({404, 409}),
 ) -> T:
-    """Run one API call with retries; see the module docstring for the contract."""
-    for attempt in range(1, attempts + 1):
+    """Run one API call with retries; see the module docstring for the contract.
+
+    Transient failures and 403s have budgets of their own, so a burst of
+    connection errors does not use up the patience a 403 deserves."""
+    failures = forbidden = 0
+    while True:
         try:
             return await fn()
         except ApiException as e:
             if e.status in passthrough:
                 raise
             if e.status == 403:
-                raise PermanentError("Forbidden", f"{what}: {api_message(e)}") from e
-            if e.status not in RETRIABLE_STATUS:
+                forbidden += 1
+                if forbidden >= FORBIDDEN_ATTEMPTS:
+                    raise PermanentError("Forbidden", f"{what}: {api_message(e)}") from e
+            elif e.status in RETRIABLE_STATUS:
+                failures += 1
+            else:
                 raise PermanentError(f"ApiError{e.status}", f"{what}: {api_message(e)}") from e
             problem: Exception = e
             hint = _retry_after(e)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as e:
+            failures += 1
             problem, hint = e, None
-        if attempt == attempts:
+        if failures >= attempts:
             raise TransientError(f"{what}: {problem}") from problem
-        delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random())
+        tries = failures + forbidden
+        delay = min(max_delay, base_delay * 2 ** (tries - 1)) * (0.5 + random.random())
         await asyncio.sleep(hint if hint is not None else delay)
-    raise AssertionError("unreachable")

@@ -134,7 +134,10 @@ async def _consume(*, body: Mapping[str, Any], services: Services, logger: kopf.
             ctx=ctx,
         )
     except PermanentError as e:
+        # Typically a 403 on the request itself: its status cannot be written,
+        # so the Event is the only place the reason shows.
         logger.warning("abandoned: %s: %s", e.reason, e.message)
+        post_event(body, "Warning", e.reason, f"not carried out: {e.message}")
         return
     metrics.REQUESTS_ACKNOWLEDGED.labels(str(outcome.phase)).inc()
     for target in outcome.targets:

@@ -307,10 +307,11 @@ def _restart_step(results: Sequence[TargetResult]) -> StepResult:
     chosen = len(results) - counts[Outcome.SKIPPED]
     summary = ", ".join(f"{n} {_LABELS[o]}" for o, n in counts.items() if n)
     if counts[Outcome.FAILED] or counts[Outcome.BLOCKED]:
+        first = next(r for r in results if r.outcome in (Outcome.FAILED, Outcome.BLOCKED))
         return StepResult(
             ok=False,
             reason="PartiallyRestarted" if counts[Outcome.RESTARTED] else "RestartFailed",
-            message=summary,
+            message=f"{summary}; first: {first.kind} {first.name}: {first.message}",
         )
     if counts[Outcome.DRY_RUN]:
         return StepResult(ok=True, reason="DryRun", message=summary)
