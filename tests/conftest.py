@@ -6,6 +6,10 @@ developer's, or kind); otherwise the session starts the local control plane
 (deploy/local/cluster.sh) in its own folder and on its own ports, so it can
 run beside a developer's `make cluster-up`, and stops it at the end if it
 started it.
+
+Operators started by the e2e tests authenticate as the operator's own
+ServiceAccount (`operator_kubeconfig`), so they can do exactly what the
+in-cluster Deployment may do, never more.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
-from tests import kube
+from tests import kube, operator_process
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = REPO / "deploy" / "local" / "cluster.sh"
+OPERATOR_NAMESPACE, OPERATOR_ACCOUNT = "mandrill-system", "mandrill"
+"""Where deploy/rbac puts the operator's ServiceAccount."""
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +58,37 @@ def cluster() -> Iterator[kube.Cluster]:
     finally:
         if not was_up and not os.environ.get("MANDRILL_KEEP_CLUSTER"):
             subprocess.run([CLUSTER_SCRIPT, "down"], env=env, check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_rbac(cluster: kube.Cluster) -> None:
+    """deploy/rbac applied as an installation applies it: namespace, ServiceAccount, RBAC."""
+    cluster.kubectl("apply", "-k", str(REPO / "deploy" / "rbac"))
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    cluster: kube.Cluster, operator_rbac: None, tmp_path_factory: pytest.TempPathFactory
+) -> pathlib.Path:
+    """The kubeconfig for operators the tests start: a token of deploy/rbac's ServiceAccount.
+
+    MANDRILL_TEST_OPERATOR_AS=admin runs them with the cluster-admin
+    kubeconfig instead: for telling an RBAC gap from a bug while debugging,
+    never for CI.
+    """
+    who = os.environ.get("MANDRILL_TEST_OPERATOR_AS", "serviceaccount")
+    if who == "admin":
+        return cluster.kubeconfig
+    if who != "serviceaccount":
+        raise pytest.UsageError(
+            f"MANDRILL_TEST_OPERATOR_AS={who!r}: expected serviceaccount (default) or admin"
+        )
+    return operator_process.service_account_kubeconfig(
+        cluster,
+        namespace=OPERATOR_NAMESPACE,
+        name=OPERATOR_ACCOUNT,
+        path=tmp_path_factory.mktemp("operator-sa") / "kubeconfig",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -36,6 +36,14 @@ def _pinned_kubectl() -> pathlib.Path | None:
     return None
 
 
+def kubectl_path() -> pathlib.Path:
+    """The pinned kubectl if built, else the one on PATH (kustomize is built into it)."""
+    found = _pinned_kubectl() or shutil.which("kubectl")
+    if found is None:
+        raise RuntimeError("no kubectl: run `make cluster-up` once or put kubectl on PATH")
+    return pathlib.Path(found)
+
+
 @attrs.frozen
 class Cluster:
     """How tests reach the cluster under test."""
@@ -47,10 +55,7 @@ class Cluster:
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: pathlib.Path) -> Cluster:
-        found = _pinned_kubectl() or shutil.which("kubectl")
-        if found is None:
-            raise RuntimeError("no kubectl: run `make cluster-up` once or put kubectl on PATH")
-        return cls(kubeconfig=kubeconfig.resolve(), kubectl_path=pathlib.Path(found))
+        return cls(kubeconfig=kubeconfig.resolve(), kubectl_path=kubectl_path())
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True

@@ -1,22 +1,113 @@
 """`mandrill run` as a real child process, for tests that need the operator at work.
 
 A process, not kopf's in-thread runner, so tests can SIGKILL and SIGTERM it
-the way a kubelet would, and so it authenticates exactly as users run it.
+the way a kubelet would, and so it authenticates exactly as users run it:
+the `operator_kubeconfig` fixture gives it a token of the ServiceAccount that
+deploy/rbac makes, so the e2e tests prove the RBAC the Deployment runs with.
+
+With MANDRILL_TEST_OPERATOR_IN_CLUSTER=1 the operator is the one deployed in
+the cluster (deploy/kind/e2e.sh): the shared operator fixtures hand out an
+`InClusterOperator` instead of starting a process, and the tests that need an
+operator of their own (killed, broken store, narrowed RBAC) are skipped,
+since the cluster-wide one would take their requests too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any, Protocol
 
 import attrs
+import yaml
+
+from tests import kube
+
+IN_CLUSTER = os.environ.get("MANDRILL_TEST_OPERATOR_IN_CLUSTER", "") == "1"
+"""The operator already runs in the cluster under test; tests start none."""
+IN_CLUSTER_SKIP = (
+    "needs an operator process of its own, but MANDRILL_TEST_OPERATOR_IN_CLUSTER=1: "
+    "the in-cluster operator watches every namespace and would take this test's requests"
+)
+JOURNAL_QUERY = "SELECT request_uid, namespace, name FROM restart_journal WHERE request_uid = ?"
+
+
+def journal_rows(store: pathlib.Path, request_uid: str) -> list[tuple[Any, ...]]:
+    """The restart journal's rows for one request, read from a local SQLite file."""
+    with sqlite3.connect(store) as db:
+        return db.execute(JOURNAL_QUERY, (request_uid,)).fetchall()
+
+
+def service_account_kubeconfig(
+    cluster: kube.Cluster,
+    *,
+    namespace: str,
+    name: str,
+    path: pathlib.Path,
+    duration: str = "2h",
+) -> pathlib.Path:
+    """Write a kubeconfig that authenticates as a ServiceAccount; returns `path`.
+
+    The server and CA come from the admin kubeconfig; the token is minted by
+    the TokenRequest API (`kubectl create token`), as a pod's projected token is.
+    """
+    raw = cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json")
+    server = json.loads(raw.stdout)["clusters"][0]["cluster"]
+    token = cluster.kubectl(
+        "create", "token", name, "-n", namespace, f"--duration={duration}"
+    ).stdout.strip()
+    user = f"system:serviceaccount:{namespace}:{name}"
+    context = {"cluster": "under-test", "user": user, "namespace": namespace}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "under-test", "cluster": server}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": context}],
+        "current-context": user,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+class RunningOperator(Protocol):
+    """What the shared-operator tests use, whether it runs here or in the cluster."""
+
+    def journal_rows(self, request_uid: str) -> list[tuple[Any, ...]]: ...
+
+
+@attrs.frozen
+class InClusterOperator:
+    """The operator deployed in the cluster under test (deploy/kind/e2e.sh)."""
+
+    cluster: kube.Cluster
+    namespace: str = "mandrill-system"
+    deployment: str = "mandrill"
+    store: str = "/var/lib/mandrill/mandrill.sqlite"
+    """MANDRILL_STORE_URL's path in deploy/base/deployment.yaml."""
+
+    def journal_rows(self, request_uid: str) -> list[tuple[Any, ...]]:
+        """The same query as `journal_rows`, run by the operator image's own Python."""
+        script = (
+            "import json, sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+            "print(json.dumps(db.execute(sys.argv[2], (sys.argv[3],)).fetchall()))"
+        )
+        out = self.cluster.kubectl(
+            "exec", "-n", self.namespace, f"deployment/{self.deployment}", "--",
+            "python", "-c", script, self.store, JOURNAL_QUERY, request_uid,
+        )  # fmt: skip
+        return [tuple(row) for row in json.loads(out.stdout)]
 
 
 def free_port() -> int:
@@ -36,6 +127,9 @@ class OperatorProcess:
     port: int = attrs.Factory(free_port)
     metrics_port: int = attrs.Factory(free_port)
     proc: subprocess.Popen[bytes] | None = None
+
+    def journal_rows(self, request_uid: str) -> list[tuple[Any, ...]]:
+        return journal_rows(pathlib.Path(self.store_url.removeprefix("sqlite:///")), request_uid)
 
     @property
     def log_path(self) -> pathlib.Path:
@@ -96,6 +190,15 @@ class OperatorProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, within: float) -> int:
+        """The exit code; raises subprocess.TimeoutExpired if it takes longer than `within`."""
+        assert self.proc is not None
+        return self.proc.wait(timeout=within)
 
     def stop(self, within: float = 30.0) -> int | None:
         """SIGTERM and wait; SIGKILL if it overstays. Returns the exit code."""

@@ -40,11 +40,14 @@ def all_crds(cluster: kube.Cluster) -> None:
 
 @pytest.fixture(scope="session")
 def crawl_operator(
-    cluster: kube.Cluster, all_crds: None, tmp_path_factory: pytest.TempPathFactory
+    cluster: kube.Cluster,
+    all_crds: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    operator_kubeconfig: pathlib.Path,
 ) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("crawl-operator")
     op = OperatorProcess(
-        kubeconfig=cluster.kubeconfig,
+        kubeconfig=operator_kubeconfig,
         workdir=workdir,
         namespaces="cj-*",
         store_url=f"sqlite:///{workdir / 'store.sqlite'}",

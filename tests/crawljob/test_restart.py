@@ -34,10 +34,11 @@ def solo(
 
 
 def start(
-    cluster: kube.Cluster, workdir: pathlib.Path, started: list[OperatorProcess]
+    kubeconfig: pathlib.Path, workdir: pathlib.Path, started: list[OperatorProcess]
 ) -> OperatorProcess:
+    """An operator as the deployment's ServiceAccount (see `operator_kubeconfig`)."""
     op = OperatorProcess(
-        kubeconfig=cluster.kubeconfig,
+        kubeconfig=kubeconfig,
         workdir=workdir,
         namespaces="cjr-*",
         store_url=f"sqlite:///{workdir / 'store.sqlite'}",
@@ -56,6 +57,7 @@ def stored_edges(store: pathlib.Path, uid: str) -> list[tuple[str, str]]:
 
 
 async def test_a_finished_job_is_not_crawled_again(
+    operator_kubeconfig: pathlib.Path,
     cluster: kube.Cluster,
     api: ApiClient,
     make_namespace: MakeNamespace,
@@ -64,7 +66,7 @@ async def test_a_finished_job_is_not_crawled_again(
     tmp_path: pathlib.Path,
 ) -> None:
     ns = await make_namespace("cjr-")
-    first = start(cluster, tmp_path, solo)
+    first = start(operator_kubeconfig, tmp_path, solo)
     spec = {"urls": [graph_site.page_url(0)], "maxDepth": 1}
     await kubectl(cluster, "apply", "-n", ns, "-f", "-", stdin=crawljob("once", spec))
     before = (await finished(api, ns, "once"))["status"]
@@ -72,7 +74,7 @@ async def test_a_finished_job_is_not_crawled_again(
     served = len(graph_site.starts)
     assert first.stop() == 0
 
-    start(cluster, tmp_path, solo)
+    start(operator_kubeconfig, tmp_path, solo)
     # A second job proves the new operator has listed the namespace and acted on it.
     await kubectl(cluster, "apply", "-n", ns, "-f", "-", stdin=crawljob("witness", spec))
     assert (await finished(api, ns, "witness"))["status"]["phase"] == "Succeeded"
@@ -85,6 +87,7 @@ async def test_a_finished_job_is_not_crawled_again(
 
 
 async def test_an_interrupted_crawl_restarts_from_scratch(
+    operator_kubeconfig: pathlib.Path,
     cluster: kube.Cluster,
     api: ApiClient,
     make_namespace: MakeNamespace,
@@ -93,7 +96,7 @@ async def test_an_interrupted_crawl_restarts_from_scratch(
 ) -> None:
     ns = await make_namespace("cjr-")
     async with site.serve(slow_delay=0.1) as slow:
-        first = start(cluster, tmp_path, solo)
+        first = start(operator_kubeconfig, tmp_path, solo)
         # A binary tree of 2**6 - 1 = 63 pages, 0.1 s each, two at a time: a few seconds.
         spec = {"urls": [slow.url("/slow/0")], "maxDepth": 5, "concurrency": 2}
         await kubectl(cluster, "apply", "-n", ns, "-f", "-", stdin=crawljob("bumpy", spec))
@@ -107,7 +110,7 @@ async def test_an_interrupted_crawl_restarts_from_scratch(
         assert body is not None
         assert body["status"]["phase"] == "Running"
 
-        start(cluster, tmp_path, solo)
+        start(operator_kubeconfig, tmp_path, solo)
         status = (await finished(api, ns, "bumpy", within=90))["status"]
         assert status["phase"] == "Succeeded", status
         assert status["attempts"] == 2

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import os
 import pathlib
-import sqlite3
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from tests import operator_process
 from tests.kube import eventually
 
 GROUP, VERSION, PLURAL = "mandrill.dev", "v1alpha1", "restartrequests"
+WORKLOAD_IMAGE = os.environ.get("MANDRILL_TEST_WORKLOAD_IMAGE", "registry.invalid/app:1")
+"""The test workloads' image: never pulled on the local control plane (kwok runs
+no containers); a real, pre-loaded one on kind (deploy/kind/e2e.sh)."""
 
 
 async def create_request(api: ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> str:
@@ -78,7 +82,7 @@ def deployment(
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=pod_labels, annotations=pod_annotations),
                 spec=client.V1PodSpec(
-                    containers=[client.V1Container(name="app", image="registry.invalid/app:1")],
+                    containers=[client.V1Container(name="app", image=WORKLOAD_IMAGE)],
                     termination_grace_period_seconds=0,
                 ),
             ),
@@ -128,11 +132,7 @@ async def pod_exists(api: ApiClient, namespace: str, name: str, uid: str) -> boo
 
 
 def journal_rows(store: pathlib.Path, request_uid: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(store) as db:
-        return db.execute(
-            "SELECT request_uid, namespace, name FROM restart_journal WHERE request_uid = ?",
-            (request_uid,),
-        ).fetchall()
+    return operator_process.journal_rows(store, request_uid)
 
 
 def parse_time(value: str) -> datetime.datetime:

@@ -10,40 +10,17 @@ import asyncio
 import pathlib
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
-from tests import kube
 from tests.kube import eventually
 from tests.operator_process import OperatorProcess
 from tests.restart import rr
 
 MakeNamespace = Callable[[str], Awaitable[str]]
-
-
-@pytest.fixture
-def solo_operators(
-    cluster: kube.Cluster, crds: None, tmp_path: pathlib.Path
-) -> Iterator[Callable[..., OperatorProcess]]:
-    """Start operators of the test's own; all stopped afterwards."""
-    started: list[OperatorProcess] = []
-
-    def start(namespace: str, store_url: str | None = None) -> OperatorProcess:
-        op = OperatorProcess(
-            kubeconfig=cluster.kubeconfig,
-            workdir=tmp_path,
-            namespaces=namespace,
-            store_url=store_url or f"sqlite:///{tmp_path / 'journal.sqlite'}",
-        ).start()
-        started.append(op)
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
 
 
 async def _pdb(api: ApiClient, namespace: str, app: str, min_available: int) -> None:

@@ -9,7 +9,6 @@ journal row and the Events.
 from __future__ import annotations
 
 import asyncio
-import pathlib
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -18,7 +17,7 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.kube import eventually
-from tests.operator_process import OperatorProcess
+from tests.operator_process import RunningOperator
 from tests.restart import rr
 from tests.restart.conftest import DENIED_NAMESPACE
 
@@ -36,7 +35,7 @@ def outcomes(body: dict[str, object]) -> dict[str, str]:
 
 
 async def test_delete_count_restarts_exactly_one_pod_and_journals_it(
-    api: ApiClient, ns: str, operator: OperatorProcess
+    api: ApiClient, ns: str, operator: RunningOperator
 ) -> None:
     pods = await rr.deploy(api, ns, "web", 3)
     uid = await rr.create_request(
@@ -61,8 +60,7 @@ async def test_delete_count_restarts_exactly_one_pod_and_journals_it(
         assert cond["status"] == "True", cond
         assert cond["observedGeneration"] == 1
     await rr.ready_pods(api, ns, "app=web", 3)
-    store = pathlib.Path(operator.store_url.removeprefix("sqlite:///"))
-    assert rr.journal_rows(store, uid) == [(uid, ns, "one")]
+    assert operator.journal_rows(uid) == [(uid, ns, "one")]
     reasons = {e.reason for e in await rr.events_for(api, ns, "one")}
     assert {"Consumed", "Saved", "Restarted", "Acknowledged"} <= reasons
 
@@ -323,7 +321,7 @@ def _pod_template(app: str) -> client.V1PodTemplateSpec:
     return client.V1PodTemplateSpec(
         metadata=client.V1ObjectMeta(labels={"app": app}),
         spec=client.V1PodSpec(
-            containers=[client.V1Container(name="app", image="registry.invalid/app:1")],
+            containers=[client.V1Container(name="app", image=rr.WORKLOAD_IMAGE)],
             termination_grace_period_seconds=0,
         ),
     )

@@ -1,0 +1,259 @@
+"""The in-cluster manifests (deploy/) and the image (deploy/Dockerfile) as code.
+
+Covers: each overlay is accepted by the real API server (`kubectl apply
+--dry-run=server -k`), the operator's pod is admitted under the "restricted"
+Pod Security Standard, RBAC has no wildcards and every rule says whether kopf
+or mandrill needs it, the settings that must agree do (grace period and drain,
+probe and liveness port, metrics port, store path and volume, image user and
+pod user), the namespaced overlay binds exactly the namespaces it watches,
+every CRD is installed (and nothing else lacks the app label README's
+uninstall selects by), and the kind script parses.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests import kube
+from tests.deploy.conftest import (
+    DEPLOY,
+    OVERLAYS,
+    REPO,
+    TEAM_NAMESPACES,
+    Manifest,
+    container_env,
+    find,
+    render,
+)
+from tests.restart.conftest import DENIED_NAMESPACE
+
+RBAC_SOURCES = [
+    *sorted((DEPLOY / "rbac").glob("*.yaml")),
+    DEPLOY / "base" / "user-roles.yaml",
+    DEPLOY / "overlays" / "namespaced" / "rolebindings.yaml",
+]
+ROLE_KINDS = ("ClusterRole", "Role")
+
+
+@pytest.mark.usefixtures("operator_rbac", "team_namespaces")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_passes_server_side_dry_run(cluster: kube.Cluster, overlay: str) -> None:
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-k", str(DEPLOY / "overlays" / overlay), check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    # Admission warnings (PodSecurity, deprecated APIs) arrive on stderr.
+    assert "Warning" not in result.stderr, result.stderr
+    applied = set(re.findall(r"^(\S+) \S+ \(server dry run\)$", result.stdout, re.MULTILINE))
+    expected = {
+        f"{_kubectl_kind(d)}/{d['metadata']['name']}" for d in render(f"overlays/{overlay}")
+    }
+    assert applied == expected
+
+
+def _kubectl_kind(doc: Manifest) -> str:
+    """How kubectl names an object's kind in its output: `deployment.apps`, `namespace`."""
+    group = doc["apiVersion"].rpartition("/")[0]
+    kind = doc["kind"].lower()
+    return f"{kind}.{group}" if group else kind
+
+
+@pytest.mark.usefixtures("operator_rbac")
+def test_operator_pod_is_admitted_under_restricted_pod_security(cluster: kube.Cluster) -> None:
+    docs = render("base")
+    namespace = find(docs, "Namespace", "mandrill-system")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    template = find(docs, "Deployment", "mandrill")["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mandrill-admission-check", "namespace": "mandrill-system"},
+        "spec": template["spec"],
+    }
+
+    result = cluster.kubectl(
+        "create", "--dry-run=server", "-f", "-", stdin=json.dumps(pod), check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+
+
+def test_rbac_has_no_wildcards_and_every_rule_says_who_needs_it() -> None:
+    for overlay in OVERLAYS:
+        for doc in render(f"overlays/{overlay}"):
+            if doc["kind"] not in ROLE_KINDS:
+                continue
+            for rule in doc["rules"]:
+                for field in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule.get(field, []), (doc["metadata"]["name"], rule)
+    for path in RBAC_SOURCES:
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("- apiGroups:"):
+                comment = _comment_above(lines, i)
+                assert re.match(r"# (framework \(kopf\)|application|users)", comment), (
+                    f"{path.relative_to(REPO)}:{i + 1}: rule without a "
+                    f"'framework (kopf)' / 'application' / 'users' comment"
+                )
+
+
+def _comment_above(lines: list[str], index: int) -> str:
+    """The first line of the comment block right above `lines[index]`."""
+    start = index
+    while start > 0 and lines[start - 1].startswith("#"):
+        start -= 1
+    return lines[start] if start < index else ""
+
+
+def test_deployment_settings_agree_with_each_other() -> None:
+    docs = render("base")
+    deployment = find(docs, "Deployment", "mandrill")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    env = container_env(deployment)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert container["image"] == "mandrill:dev"
+    assert pod["serviceAccountName"] == "mandrill"
+    # SIGKILL must not come before the drain (and the final patches) are done.
+    assert pod["terminationGracePeriodSeconds"] >= float(env["MANDRILL_DRAIN_TIMEOUT"]) + 5
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert ports["health"] == int(env["MANDRILL_LIVENESS_PORT"])
+    assert ports["metrics"] == int(env["MANDRILL_METRICS_PORT"])
+    service = find(docs, "Service", "mandrill-metrics")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    # The store lives on the claim; the only other writable place is /tmp.
+    store_dir = str(pathlib.PurePosixPath(env["MANDRILL_STORE_URL"].removeprefix("sqlite:///")))
+    assert store_dir.startswith("/var/lib/mandrill/")
+    assert volumes[mounts["/var/lib/mandrill"]]["persistentVolumeClaim"] == {
+        "claimName": find(docs, "PersistentVolumeClaim", "mandrill-store")["metadata"]["name"]
+    }
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert set(mounts) == {"/var/lib/mandrill", "/tmp"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+    assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+
+
+def test_dockerfile_agrees_with_the_deployment() -> None:
+    lines = _dockerfile_instructions()
+    deployment = find(render("base"), "Deployment", "mandrill")
+    pod_security = deployment["spec"]["template"]["spec"]["securityContext"]
+
+    [user] = [v for k, v in lines if k == "USER"]
+    assert user == f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}"
+    [entrypoint] = [v for k, v in lines if k == "ENTRYPOINT"]
+    # Exec form (a JSON list), so the operator itself is PID 1 and gets SIGTERM.
+    assert json.loads(entrypoint) == ["/opt/mandrill/bin/mandrill", "run"]
+    froms = [v for k, v in lines if k == "FROM"]
+    assert len(froms) == 2, "a build stage and a runtime stage"
+    assert "python:3.11-slim" in (DEPLOY / "Dockerfile").read_text()
+    env = " ".join(v for k, v in lines if k == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert f"MANDRILL_STORE_URL={container_env(deployment)['MANDRILL_STORE_URL']}" in env.split()
+    # The build context is an allow-list: everything ignored, then the package let back in.
+    ignored = [
+        line for line in (REPO / ".dockerignore").read_text().splitlines() if line[:1] not in "#"
+    ]
+    assert ignored[:4] == ["*", "!pyproject.toml", "!README.md", "!operator/"]
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    return [
+        (word.upper(), rest.strip())
+        for word, _, rest in (line.strip().partition(" ") for line in joined.splitlines())
+        if word
+    ]
+
+
+def test_namespaced_overlay_binds_exactly_the_namespaces_it_watches() -> None:
+    docs = render("overlays/namespaced")
+    watched = container_env(find(docs, "Deployment", "mandrill"))["MANDRILL_NAMESPACES"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    cluster_bindings = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
+
+    assert tuple(watched.split(",")) == TEAM_NAMESPACES
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(watched.split(","))
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "mandrill-operator",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "mandrill", "namespace": "mandrill-system"}
+        ]
+    # Cluster-wide, only what kopf must see cluster-wide (CRDs, namespaces).
+    assert cluster_bindings == {"mandrill-cluster-scope"}
+    scope = find(docs, "ClusterRole", "mandrill-cluster-scope")
+    assert {r for rule in scope["rules"] for r in rule["resources"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
+    assert {v for rule in scope["rules"] for v in rule["verbs"]} == {"list", "watch"}
+    assert "MANDRILL_NAMESPACES" not in container_env(
+        find(render("overlays/cluster-wide"), "Deployment", "mandrill")
+    )
+
+
+def test_base_installs_every_crd_and_labels_all_else() -> None:
+    on_disk = {
+        yaml.safe_load(path.read_text())["metadata"]["name"]
+        for path in (REPO / "crds").glob("*.yaml")
+    }
+    rendered = {d["metadata"]["name"] for d in render("base") if d["kind"].endswith("Definition")}
+
+    assert on_disk == {"restartrequests.mandrill.dev", "crawljobs.mandrill.dev"}
+    assert rendered == on_disk
+    # README "Uninstall" removes all but the CRDs by this label: CRDs must not carry it.
+    for doc in render("base"):
+        labelled = doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "mandrill"
+        assert labelled != doc["kind"].endswith("Definition"), doc["metadata"]["name"]
+
+
+def test_kind_setup_is_valid_and_matches_the_e2e_suite() -> None:
+    # What e2e.sh deploys: the cluster-wide overlay, with the deny list the tests expect.
+    kind = render("kind")
+    assert {d["kind"] for d in kind} == {d["kind"] for d in render("overlays/cluster-wide")}
+    env = container_env(find(kind, "Deployment", "mandrill"))
+    assert env["MANDRILL_DENIED_NAMESPACES"] == f"kube-system,{DENIED_NAMESPACE}"
+    assert "MANDRILL_NAMESPACES" not in env
+    script = DEPLOY / "kind" / "e2e.sh"
+    checked = subprocess.run(
+        ["bash", "-n", str(script)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert script.stat().st_mode & 0o111, "e2e.sh must be executable"
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck:  # optional: the stricter check where the tool is installed
+        linted = subprocess.run(
+            [shellcheck, str(script)], capture_output=True, text=True, check=False
+        )
+        assert linted.returncode == 0, linted.stdout
