@@ -74,3 +74,19 @@ def test_only_html_types_are_parsed() -> None:
     assert content.is_html("application/xhtml+xml")
     assert not content.is_html("application/pdf")
     assert not content.is_html(None)
+
+
+@pytest.mark.parametrize(("at", "binary"), [(0, True), (4095, True), (4096, False)])
+def test_binary_bytes_are_looked_for_in_the_first_4_kib(at: int, binary: bool) -> None:
+    body = bytearray(b"a" * 5000)
+    body[at] = 0x01
+    if binary:
+        with pytest.raises(content.UndecodableError):
+            content.decode(bytes(body), declared="utf-8")
+    else:
+        assert content.decode(bytes(body), declared="utf-8").text[at] == "\x01"
+
+
+@pytest.mark.parametrize("allowed", [b"\t", b"\n", b"\x0c", b"\r", b"\x1b"])
+def test_text_control_bytes_are_not_binary(allowed: bytes) -> None:
+    assert content.decode(b"<p>" + allowed + b"</p>", declared=None).encoding == "utf-8"

@@ -12,6 +12,7 @@ a large page is parsed.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import time
 import tracemalloc
@@ -228,6 +229,23 @@ async def test_a_declared_length_over_the_cap_is_not_read(
     result = crawled.sink.result(site.url("/big"))
     assert result.error is ErrorKind.TOO_LARGE
     assert "Content-Length" in result.message
+
+
+async def test_a_compressed_body_is_capped_after_inflating(
+    site: Site, run_crawl: CrawlRunner
+) -> None:
+    """Content-Length counts compressed bytes: the cap must hold for what they inflate to."""
+    site.page(
+        "/bomb", gzip.compress(b"<p>" + b"z" * 1_000_000), headers={"Content-Encoding": "gzip"}
+    )
+    site.page("/small", gzip.compress(b'<a href="/x">x</a>'), headers={"Content-Encoding": "gzip"})
+    crawled = await run_crawl(
+        seeds=[site.url("/bomb"), site.url("/small")], max_response_bytes=100_000
+    )
+    bomb = crawled.sink.result(site.url("/bomb"))
+    assert bomb.error is ErrorKind.TOO_LARGE
+    assert "body exceeds" in bomb.message
+    assert crawled.sink.result(site.url("/small")).links == 1
 
 
 async def test_non_html_is_recorded_and_not_parsed(site: Site, run_crawl: CrawlRunner) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mandrill.domain.crawl import links
 
 PAGE = "http://example.com/dir/page.html"
@@ -91,3 +93,19 @@ def test_duplicates_collapse_in_document_order() -> None:
 def test_empty_and_text_documents() -> None:
     assert extract("") == []
     assert extract("just text, no markup") == []
+
+
+def test_a_large_document_is_walked_and_finds_the_same_links(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above QUERY_MAX_CHARS the tree is walked instead of queried: same links, same order."""
+    html = """<html><head><base href="/base/"></head><body>
+      <a href="1">1</a><map><area href="2"></map><svg><a href="3">3</a></svg>
+      <table><a href="4">4</a><tr><td><A HREF=5>5</A></td></tr></table>
+      <template><a href="t">t</a></template><!-- <a href="c"> --><base href="/other/">
+      <a href="1">again</a><a name="no-href">x</a><a href="6">6</a></body></html>"""
+    queried = links.extract(html, page_url=PAGE)
+    monkeypatch.setattr(links, "QUERY_MAX_CHARS", 0)
+    walked = links.extract(html, page_url=PAGE)
+    assert queried == walked
+    assert queried == [f"http://example.com/base/{n}" for n in "123456"]

@@ -109,3 +109,51 @@ def test_keys_of_a_canonical_url() -> None:
     assert urls.origin_of(url) == "https://user@[2001:db8::1]:8443"
     assert urls.host_of(url) == "2001:db8::1"
     assert urls.host_of("http://example.com:81/") == "example.com"
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "http://example.com/dir/a",
+        "http://example.com/dir/a \t",
+        "http://example.com/x y #frag",
+        "http://example.com",
+        "http://example.com?q=1",
+        "http://example.com\\a\\b",
+        "http://example.com:80/a",
+        "http://example.com:8080/a",
+        "http://example.com.evil/a",
+        "HTTP://EXAMPLE.COM/a",
+        "//example.com/a/../b",
+        "//example.com//a",
+        "//example.com",
+    ],
+)
+def test_links_to_the_page_origin_take_the_short_way_to_the_same_answer(
+    base: urls.BaseURL, ref: str
+) -> None:
+    """An absolute link spelled with the page's origin skips the authority, not the rules."""
+    absolute = f"{base.scheme}:{ref}" if ref.startswith("//") else ref
+    assert urls.resolve(base, ref) == urls.canonicalize(absolute.partition("#")[0])
+
+
+@pytest.mark.parametrize(
+    ("page", "ref", "resolved"),
+    [
+        ("http://h.example/a/b/c", "../x", "http://h.example/a/x"),
+        ("http://h.example/a/b/c", "../../../../x", "http://h.example/x"),
+        ("http://h.example/a//b/c", "../x", "http://h.example/a//x"),
+        ("http://h.example/a//b/c", "../../x", "http://h.example/a/x"),
+        ("http://h.example/a/b/c", "./../.././x", "http://h.example/x"),
+        ("http://h.example/a/b/c", "../", "http://h.example/a/"),
+        ("http://h.example/a/b/c", "..", "http://h.example/a/"),
+        ("http://h.example/a/b/c", ".hidden/../y", "http://h.example/a/b/y"),
+        ("http://h.example/a/b/c", "..%2F..%2Fx", "http://h.example/a/b/..%2F..%2Fx"),
+        ("http://h.example/a/b/c", "%2e%2e/x", "http://h.example/a/x"),
+        ("http://h.example/", "../../x", "http://h.example/x"),
+    ],
+)
+def test_leading_dot_segments(page: str, ref: str, resolved: str) -> None:
+    base = urls.BaseURL.parse(page)
+    assert base is not None
+    assert urls.resolve(base, ref) == resolved

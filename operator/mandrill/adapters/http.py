@@ -84,22 +84,36 @@ class HttpFetcher:
 async def _read(
     url: str, response: aiohttp.ClientResponse, *, max_bytes: int, want_body: BodyFilter
 ) -> FetchResult | FetchFailure:
-    has_type = aiohttp.hdrs.CONTENT_TYPE in response.headers
+    headers = response.headers
+    has_type = aiohttp.hdrs.CONTENT_TYPE in headers
     media_type = response.content_type.lower() if has_type else None
-    result = FetchResult(
+    body: bytes | None = None
+    if want_body(response.status, media_type):
+        length = response.content_length
+        if length is not None and length > max_bytes:
+            response.close()
+            return _too_large(f"Content-Length {length} exceeds the {max_bytes}-byte limit")
+        if length is not None and aiohttp.hdrs.CONTENT_ENCODING not in headers:
+            # The parser stops at Content-Length, so the body fits the cap: read it at once.
+            # (A compressed body is inflated as it is read, so it takes the capped loop.)
+            body = await response.read()
+        else:
+            body = await _read_capped(response, max_bytes=max_bytes)
+            if body is None:
+                return _too_large(f"body exceeds the {max_bytes}-byte limit")
+    return FetchResult(
         url=url,
         status=response.status,
         content_type=media_type,
         charset=response.charset if has_type else None,
-        location=response.headers.get(aiohttp.hdrs.LOCATION),
-        retry_after=response.headers.get(aiohttp.hdrs.RETRY_AFTER),
+        location=headers.get(aiohttp.hdrs.LOCATION),
+        retry_after=headers.get(aiohttp.hdrs.RETRY_AFTER),
+        body=body,
     )
-    if not want_body(response.status, media_type):
-        return result
-    length = response.content_length
-    if length is not None and length > max_bytes:
-        response.close()
-        return _too_large(f"Content-Length {length} exceeds the {max_bytes}-byte limit")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, *, max_bytes: int) -> bytes | None:
+    """The body, or None (and the connection dropped) once it passes `max_bytes`."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(CHUNK_BYTES):
@@ -107,9 +121,9 @@ async def _read(
         if size > max_bytes:
             # Drop the connection rather than drain a body that may never end.
             response.close()
-            return _too_large(f"body exceeds the {max_bytes}-byte limit")
+            return None
         chunks.append(chunk)
-    return attrs.evolve(result, body=b"".join(chunks))
+    return b"".join(chunks)
 
 
 def _too_large(message: str) -> FetchFailure:

@@ -205,7 +205,7 @@ class _Crawl:
         while True:
             item = await self.queue.get()
             if item.started is None:
-                item = attrs.evolve(item, started=time.monotonic())
+                item = _Item(item.url, item.depth, item.attempt, time.monotonic())
             await self._process(item)
 
     async def _process(self, item: _Item) -> None:

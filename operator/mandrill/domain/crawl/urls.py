@@ -11,8 +11,9 @@ and https URLs have a canonical form; anything else is `None`.
 Resolution is the crawler's hot path (every href of every page passes through
 it), so it avoids a `urljoin` + `urlsplit` round trip: `BaseURL` parses the
 page's base once, the common reference shapes ("/path", "page", "?q",
-"//host/...") are joined by string operations, and only absolute or
-protocol-relative references take the full parse. Authority and path
+"//host/...") are joined by string operations, absolute or
+protocol-relative references to the page's own origin skip the authority,
+and only references to other origins take the full parse. Authority and path
 normalisation are cached because pages repeat their navigation links.
 """
 
@@ -122,7 +123,7 @@ def resolve(base: BaseURL, ref: str) -> str | None:  # noqa: PLR0911 - a return 
     first = ref[0]
     if first in "/\\":
         if len(ref) > 1 and ref[1] in "/\\":
-            return canonicalize(f"{base.scheme}:{ref}")
+            return _absolute(base, f"{base.scheme}:{ref}")
         path, _, query = ref.partition("?")
         if "\\" in path:
             path = path.replace("\\", "/")
@@ -140,11 +141,55 @@ def resolve(base: BaseURL, ref: str) -> str | None:  # noqa: PLR0911 - a return 
             if scheme == base.scheme and not rest.startswith(("/", "\\")):
                 # "http:page" relative to an http base is a relative reference.
                 return resolve(base, rest) if rest else base.url
-            return canonicalize(ref)
+            return _absolute(base, ref)
+    return _relative(base, ref)
+
+
+def _relative(base: BaseURL, ref: str) -> str:
+    """A path-relative reference ("page", "../up", "./here?q") joined onto the base's directory."""
     path, _, query = ref.partition("?")
     if "\\" in path:
         path = path.replace("\\", "/")
-    return f"{base.origin}{_canonical_path(base.directory + path)}{_canonical_query(query)}"
+    directory = base.directory
+    if path.startswith("."):
+        directory, path = _leading_dots(directory, path)
+    return f"{base.origin}{_canonical_path(directory + path)}{_canonical_query(query)}"
+
+
+def _leading_dots(directory: str, path: str) -> tuple[str, str]:
+    """Apply a relative path's leading "./" and "../" segments to `directory`.
+
+    The first steps of RFC 3986's dot-segment removal, done on the page's
+    (canonical) directory so the joined path usually needs none: each "../"
+    drops the directory's last segment, never above the root.
+    """
+    while True:
+        if path.startswith("./"):
+            path = path[2:]
+        elif path.startswith("../"):
+            path = path[3:]
+            if directory != "/":
+                directory = directory[: directory.rfind("/", 0, -1) + 1]
+        else:
+            return directory, path
+
+
+def _absolute(base: BaseURL, url: str) -> str | None:
+    """`canonicalize(url)` for an href already stripped of tabs, newlines and fragment.
+
+    A link spelled with the page's own origin (as canonical: lower-case scheme
+    and host, no default port) needs only its path and query normalised:
+    the authority would canonicalise to itself.
+    """
+    origin = base.origin
+    if url.startswith(origin):
+        tail = url[len(origin) :].rstrip(_STRIP)  # blanks were before the fragment
+        if not tail or tail[0] in "/?\\":
+            path, _, query = tail.partition("?")
+            if "\\" in path:
+                path = path.replace("\\", "/")
+            return f"{origin}{_canonical_path(path)}{_canonical_query(query)}"
+    return canonicalize(url)
 
 
 def authority_of(url: str) -> str:
