@@ -9,7 +9,7 @@ CLUSTER := deploy/local/cluster.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-cluster cluster-up cluster-down cluster-purge cluster-env cluster-status \
-        demo test test-fast lint
+        demo test test-fast lint bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,13 @@ test: $(STAMP) ## set up and run the whole test suite (starts its own cluster if
 
 test-fast: $(STAMP) ## tests that need no cluster
 	$(VENV)/bin/python -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks (print tables): restart latency vs bare API, crawl vs baselines, load
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,lint,bench]'
+	$(VENV)/bin/python -m tests.bench.restart_latency --n 100 --n 1000
+	$(VENV)/bin/python -m tests.bench.crawl_compare
+	$(VENV)/bin/python -m tests.bench.extract
+	$(VENV)/bin/python -m tests.bench.load
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check operator tests
