@@ -26,8 +26,10 @@ from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.domain.restart.models import (
     Candidate,
     Kind,
+    LabelSelector,
     Outcome,
     RequestRef,
+    Requirement,
     RestartSpec,
     StepResult,
     Strategy,
@@ -44,17 +46,13 @@ def _protected(meta: Any) -> bool:
 
 def _selector_query(selector: Any) -> str:
     """A workload's spec.selector (V1LabelSelector) as a labelSelector query."""
-    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
-    for e in selector.match_expressions or ():
-        if e.operator == "In":
-            parts.append(f"{e.key} in ({','.join(e.values)})")
-        elif e.operator == "NotIn":
-            parts.append(f"{e.key} notin ({','.join(e.values)})")
-        elif e.operator == "Exists":
-            parts.append(e.key)
-        else:
-            parts.append(f"!{e.key}")
-    return ",".join(parts)
+    return LabelSelector(
+        match_labels=dict(selector.match_labels or {}),
+        match_expressions=tuple(
+            Requirement(key=e.key, operator=e.operator, values=tuple(e.values or ()))
+            for e in selector.match_expressions or ()
+        ),
+    ).to_query()
 
 
 def _live(pod: Any) -> bool:
