@@ -143,12 +143,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--crawls", type=int, default=20)
     args = parser.parse_args()
-    cluster = ensure_cluster()
-    for crd in ("restartrequest", "crawljob"):
-        cluster.kubectl("apply", "-f", str(REPO / "crds" / f"{crd}.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(_run(cluster, args.requests, args.crawls, pathlib.Path(tmp)))
+    with ensure_cluster() as cluster:
+        for crd in ("restartrequest", "crawljob"):
+            cluster.kubectl("apply", "-f", str(REPO / "crds" / f"{crd}.yaml"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(_run(cluster, args.requests, args.crawls, pathlib.Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import os
 import pathlib
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
@@ -41,14 +43,25 @@ from tests.restart import rr
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def ensure_cluster() -> kube.Cluster:
+@contextlib.contextmanager
+def ensure_cluster() -> Iterator[kube.Cluster]:
+    """MANDRILL_TEST_KUBECONFIG's cluster, or the local test cluster; one this
+    started is stopped again at the end, as the test suite does."""
     given = os.environ.get("MANDRILL_TEST_KUBECONFIG")
     if given:
-        return kube.Cluster.from_kubeconfig(pathlib.Path(given))
+        yield kube.Cluster.from_kubeconfig(pathlib.Path(given))
+        return
     state = REPO / ".cache/cluster/test"
     env = {**os.environ, "MANDRILL_CLUSTER_DIR": str(state), "MANDRILL_CLUSTER_PORT": "26443"}
-    subprocess.run([REPO / "deploy/local/cluster.sh", "up"], env=env, check=True)
-    return kube.Cluster.from_kubeconfig(state / "kubeconfig")
+    script = REPO / "deploy/local/cluster.sh"
+    status = subprocess.run([script, "status"], env=env, capture_output=True, check=False)
+    was_up = status.returncode == 0
+    subprocess.run([script, "up"], env=env, check=True)
+    try:
+        yield kube.Cluster.from_kubeconfig(state / "kubeconfig")
+    finally:
+        if not was_up:
+            subprocess.run([script, "down"], env=env, check=False)
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -175,16 +188,19 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.n or [100, 1000]
     contenders = ["bare", "operator"] if args.contender == "both" else [args.contender]
-    cluster = ensure_cluster()
-    cluster.kubectl("apply", "-f", str(REPO / "crds" / "restartrequest.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/restartrequests.mandrill.dev", "--timeout=60s"
-    )
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in rounds:
-            for who in contenders:
-                rows.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp), who)))
+    with ensure_cluster() as cluster:
+        cluster.kubectl("apply", "-f", str(REPO / "crds" / "restartrequest.yaml"))
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/restartrequests.mandrill.dev",
+            "--timeout=60s",
+        )
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in rounds:
+                for who in contenders:
+                    rows.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp), who)))
     print(
         f"\nRestartRequest creation -> acknowledgement, {platform.node()}, "
         f"{os.cpu_count()} cores, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
