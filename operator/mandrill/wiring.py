@@ -20,11 +20,12 @@ from kubernetes_asyncio.client import ApiClient
 
 from mandrill.adapters import crawl_jobs, kube, request_status, ssrf
 from mandrill.adapters.crawl_store import CrawlStore
-from mandrill.adapters.journal import SqliteJournal, sqlite_path
+from mandrill.adapters.journal import SqliteJournal
 from mandrill.adapters.journal_retry import JournalRetrier
 from mandrill.adapters.reaper import Reaper
 from mandrill.adapters.request_status import RequestStatus
 from mandrill.adapters.restart_targets import EventSink, KubeTargets
+from mandrill.adapters.sqlite import sqlite_path
 from mandrill.config import Settings
 from mandrill.domain.crawl import job as crawl_job
 from mandrill.domain.errors import StoreError

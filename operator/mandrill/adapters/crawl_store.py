@@ -33,7 +33,7 @@ import aiosqlite
 import attrs
 
 from mandrill.adapters import export, metrics
-from mandrill.adapters.journal import sqlite_path
+from mandrill.adapters.sqlite import PRAGMAS, LazyConnection, sqlite_path
 from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults, timestamp
 from mandrill.domain.crawl.models import Edge, EdgeList, ErrorKind, PageResult, Progress
 from mandrill.domain.errors import StoreError
@@ -123,37 +123,29 @@ class CrawlStore:
     path: pathlib.Path
     url: str
     """The store URL, as shown in a CrawlJob's status."""
-    _db: aiosqlite.Connection | None = None
-    _open_lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
     _write_lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    _connection: LazyConnection = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._connection = LazyConnection(
+            path=self.path,
+            schema=SCHEMA,
+            what="crawl store",
+            pragmas=(*PRAGMAS, "PRAGMA synchronous=NORMAL"),
+        )
 
     @classmethod
     def from_url(cls, url: str) -> CrawlStore:
         """From a sqlite:///PATH store URL; ValueError for anything else."""
         return cls(path=sqlite_path(url), url=url)
 
-    async def _connection(self) -> aiosqlite.Connection:
-        async with self._open_lock:
-            if self._db is None:
-                try:
-                    db = await aiosqlite.connect(self.path)
-                    await db.execute("PRAGMA journal_mode=WAL")
-                    await db.execute("PRAGMA busy_timeout=5000")
-                    await db.execute("PRAGMA synchronous=NORMAL")
-                    await db.executescript(SCHEMA)
-                    await db.commit()
-                except (sqlite3.Error, OSError) as e:
-                    raise StoreError(f"cannot open crawl store {self.path}: {e}") from e
-                self._db = db
-            return self._db
-
     async def open(self) -> None:
         """Create the schema now, so a misconfigured store shows at start-up in the log."""
-        await self._connection()
+        await self._connection.get()
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run (sql, rows) pairs with executemany in one transaction; StoreError on failure."""
-        db = await self._connection()
+        db = await self._connection.get()
         async with self._write_lock:
             try:
                 for sql, rows in statements:
@@ -163,7 +155,7 @@ class CrawlStore:
             except sqlite3.Error as e:
                 with contextlib.suppress(sqlite3.Error):
                     await db.rollback()
-                await self._reset()
+                await self._connection.reset()
                 raise StoreError(f"cannot write crawl store {self.path}: {e}") from e
 
     async def write_batch(self, pages: Sequence[PageRow], edges: Sequence[EdgeRow]) -> None:
@@ -211,7 +203,7 @@ class CrawlStore:
                 )
             ]
         )
-        db = await self._connection()
+        db = await self._connection.get()
         try:
             pages = await _count(db, "crawl_pages", job.uid)
             edges = await _count(db, "crawl_edges", job.uid)
@@ -219,16 +211,9 @@ class CrawlStore:
             raise StoreError(f"cannot read crawl store {self.path}: {e}") from e
         return StoredResults(store=self.url, pages=pages, edges=edges)
 
-    async def _reset(self) -> None:
-        async with self._open_lock:
-            db, self._db = self._db, None
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await db.close()
-
     async def close(self) -> None:
         """Close the connection; the next use opens it again."""
-        await self._reset()
+        await self._connection.reset()
 
 
 async def _count(db: aiosqlite.Connection, table: str, job_uid: str) -> int:

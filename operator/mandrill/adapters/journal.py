@@ -8,15 +8,13 @@ a while costs Saved=False on the requests of that time, never the operator.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import pathlib
 import sqlite3
 
-import aiosqlite
 import attrs
 
+from mandrill.adapters.sqlite import LazyConnection
 from mandrill.domain.errors import StoreError
 from mandrill.domain.restart.models import timestamp
 from mandrill.domain.restart.process import JournalEntry
@@ -34,48 +32,22 @@ CREATE TABLE IF NOT EXISTS restart_journal (
 """
 
 
-def sqlite_path(url: str) -> pathlib.Path:
-    """sqlite:///relative/path or sqlite:////absolute/path -> a filesystem path."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"store URL {url!r} is not sqlite:///PATH")
-    return pathlib.Path(url[len(prefix) :])
-
-
 @attrs.define
 class SqliteJournal:
     """`Journal` over one SQLite file, shared by all requests of the process."""
 
     path: pathlib.Path
-    _db: aiosqlite.Connection | None = None
-    _lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    _connection: LazyConnection = attrs.field(init=False)
 
-    async def _connection(self) -> aiosqlite.Connection:
-        async with self._lock:
-            if self._db is None:
-                try:
-                    db = await aiosqlite.connect(self.path)
-                except (sqlite3.Error, OSError) as e:
-                    raise StoreError(f"cannot open journal {self.path}: {e}") from e
-                try:
-                    await db.execute("PRAGMA journal_mode=WAL")
-                    await db.execute("PRAGMA busy_timeout=5000")
-                    await db.executescript(SCHEMA)
-                    await db.commit()
-                except (sqlite3.Error, OSError) as e:
-                    # Close it, or its (non-daemon) worker thread outlives us.
-                    with contextlib.suppress(sqlite3.Error):
-                        await db.close()
-                    raise StoreError(f"cannot open journal {self.path}: {e}") from e
-                self._db = db
-            return self._db
+    def __attrs_post_init__(self) -> None:
+        self._connection = LazyConnection(path=self.path, schema=SCHEMA, what="journal")
 
     async def open(self) -> None:
         """Create the schema now, so a misconfigured store shows at start-up in the log."""
-        await self._connection()
+        await self._connection.get()
 
     async def save(self, entry: JournalEntry) -> None:
-        db = await self._connection()
+        db = await self._connection.get()
         row = (
             entry.request.uid,
             entry.request.namespace,
@@ -93,15 +65,8 @@ class SqliteJournal:
             )
             await db.commit()
         except sqlite3.Error as e:
-            await self._reset()
+            await self._connection.reset()
             raise StoreError(f"cannot write journal {self.path}: {e}") from e
 
-    async def _reset(self) -> None:
-        async with self._lock:
-            db, self._db = self._db, None
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await db.close()
-
     async def close(self) -> None:
-        await self._reset()
+        await self._connection.reset()
