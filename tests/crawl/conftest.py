@@ -22,6 +22,7 @@ from aiohttp import web
 from mandrill.adapters import http, ssrf
 from mandrill.domain.crawl import engine
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
+from tests import local_http
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -97,17 +98,12 @@ async def site() -> AsyncIterator[Site]:
     state = Site()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", state.dispatch)
-    runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.base = f"http://127.0.0.1:{port}"
-    try:
-        yield state
-    finally:
-        state.release.set()
-        await runner.cleanup()
+    async with local_http.serve(app) as base:
+        state.base = base
+        try:
+            yield state
+        finally:
+            state.release.set()
 
 
 @attrs.define

@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 import attrs
 from aiohttp import web
 
+from tests import local_http
+
 Neighbours = Callable[[int], list[int]]
 
 
@@ -132,13 +134,6 @@ async def serve(**settings: float) -> AsyncIterator[GraphSite]:
     state = GraphSite(**settings)  # type: ignore[arg-type]
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.base = f"http://127.0.0.1:{port}"
-    try:
+    async with local_http.serve(app) as base:
+        state.base = base
         yield state
-    finally:
-        await runner.cleanup()
