@@ -15,7 +15,7 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 from kubernetes_asyncio import config as k8s_config
@@ -39,6 +39,25 @@ async def make_client() -> ApiClient:
     except ConfigException:
         await k8s_config.load_kube_config()
     return ApiClient()
+
+
+async def plain(response: Awaitable[Any]) -> dict[str, Any]:
+    """The JSON body of a generated-client call made with `_preload_content=False`.
+
+    Skips the client's model objects, which parse every field and timestamp
+    (with dateutil) and cost more CPU than the call itself. Errors raise
+    ApiException as the generated methods do, so `call` classifies them.
+    (The client's type hints promise a model; with that flag it is the
+    aiohttp response.)"""
+    r = cast(aiohttp.ClientResponse, await response)
+    async with r:
+        body = await r.read()
+    if not 200 <= r.status <= 299:
+        error = ApiException(status=r.status, reason=r.reason)
+        error.body, error.headers = body, r.headers
+        raise error
+    parsed: dict[str, Any] = json.loads(body) if body else {}
+    return parsed
 
 
 def api_message(e: ApiException) -> str:

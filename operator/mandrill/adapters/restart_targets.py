@@ -5,6 +5,10 @@ with its UID as a precondition (a replacement pod, even one with the same
 StatefulSet name, can never be hit), and a rollout restart stamps the pod
 template with the request's UID, so a resumed request sees its own mark and
 does not roll the workload again. "Already gone" is an outcome, not an error.
+
+Objects stay plain JSON (`kube.plain`): the generated client's model objects
+cost more CPU to build than the API call itself (a pod read took a quarter of
+the operator's CPU under load), and this module reads a handful of fields.
 """
 
 from __future__ import annotations
@@ -34,40 +38,61 @@ from mandrill.domain.restart.models import (
     StepResult,
     Strategy,
     TargetResult,
+    parse_timestamp,
 )
 
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 """(involved object body, type, reason, message): posts a Kubernetes Event."""
 
 
-def _protected(meta: Any) -> bool:
-    return (meta.annotations or {}).get(resources.PROTECTED_ANNOTATION) == "true"
+Obj = Mapping[str, Any]
+"""A Kubernetes object as the API server sent it (JSON)."""
 
 
-def _selector_query(selector: Any) -> str:
-    """A workload's spec.selector (V1LabelSelector) as a labelSelector query."""
+def _meta(obj: Obj) -> Obj:
+    return obj.get("metadata") or {}
+
+
+def _status(obj: Obj) -> Obj:
+    return obj.get("status") or {}
+
+
+def _protected(obj: Obj) -> bool:
+    return (_meta(obj).get("annotations") or {}).get(resources.PROTECTED_ANNOTATION) == "true"
+
+
+def _selector_query(selector: Obj) -> str:
+    """A workload's spec.selector (a LabelSelector) as a labelSelector query."""
     return LabelSelector(
-        match_labels=dict(selector.match_labels or {}),
+        match_labels=dict(selector.get("matchLabels") or {}),
         match_expressions=tuple(
-            Requirement(key=e.key, operator=e.operator, values=tuple(e.values or ()))
-            for e in selector.match_expressions or ()
+            Requirement(key=e["key"], operator=e["operator"], values=tuple(e.get("values") or ()))
+            for e in selector.get("matchExpressions") or ()
         ),
     ).to_query()
 
 
-def _live(pod: Any) -> bool:
-    return pod.metadata.deletion_timestamp is None and pod.status.phase not in (
+def _live(pod: Obj) -> bool:
+    return _meta(pod).get("deletionTimestamp") is None and _status(pod).get("phase") not in (
         "Succeeded",
         "Failed",
     )
 
 
-def _pod_ready(pod: Any) -> bool:
+def _pod_ready(pod: Obj) -> bool:
     return (
         _live(pod)
-        and pod.status.phase == "Running"
-        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+        and _status(pod).get("phase") == "Running"
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in _status(pod).get("conditions") or ()
+        )
     )
+
+
+def _created(obj: Obj) -> datetime.datetime:
+    created = parse_timestamp(_meta(obj).get("creationTimestamp"))
+    return created or datetime.datetime.now(datetime.UTC)
 
 
 def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str) -> dict[str, Any]:
@@ -130,47 +155,48 @@ class KubeTargets:
             return [
                 Candidate(
                     kind=spec.kind,
-                    name=w.metadata.name,
-                    uid=w.metadata.uid,
-                    created=w.metadata.creation_timestamp,
-                    protected=_protected(w.metadata),
-                    restarted_by=(w.spec.template.metadata.annotations or {}).get(
-                        resources.RESTARTED_BY_ANNOTATION
-                    )
-                    if w.spec.template.metadata
-                    else None,
+                    name=_meta(w)["name"],
+                    uid=_meta(w)["uid"],
+                    created=_created(w),
+                    protected=_protected(w),
+                    restarted_by=_template_annotations(w).get(resources.RESTARTED_BY_ANNOTATION),
                 )
                 for w in workloads
             ]
         candidates: list[Candidate] = []
         for w in workloads:
-            listed = await self._list_pods(namespace, _selector_query(w.spec.selector))
-            owner_protected = _protected(w.metadata)
-            candidates += [
-                self._pod_candidate(p, owner_protected) for p in listed.items if _live(p)
-            ]
+            listed = await self._list_pods(namespace, _selector_query(w["spec"]["selector"]))
+            owner_protected = _protected(w)
+            candidates += [self._pod_candidate(p, owner_protected) for p in listed if _live(p)]
         return candidates
 
-    async def _list_pods(self, namespace: str, query: str) -> Any:
-        return await kube.call(
-            lambda: self._core.list_namespaced_pod(namespace, label_selector=query),
+    async def _list_pods(self, namespace: str, query: str) -> list[Obj]:
+        listed = await kube.call(
+            lambda: kube.plain(
+                self._core.list_namespaced_pod(
+                    namespace, label_selector=query, _preload_content=False
+                )
+            ),
             what=f"list pods matching {query}",
         )
+        return list(listed.get("items") or ())
 
-    def _pod_candidate(self, pod: Any, owner_protected: bool) -> Candidate:
+    def _pod_candidate(self, pod: Obj, owner_protected: bool) -> Candidate:
         return Candidate(
             kind=Kind.POD,
-            name=pod.metadata.name,
-            uid=pod.metadata.uid,
-            created=pod.metadata.creation_timestamp,
-            protected=owner_protected or _protected(pod.metadata),
+            name=_meta(pod)["name"],
+            uid=_meta(pod)["uid"],
+            created=_created(pod),
+            protected=owner_protected or _protected(pod),
         )
 
-    async def _pods(self, namespace: str, *, name: str | None, selector: Any) -> list[Any]:
+    async def _pods(self, namespace: str, *, name: str | None, selector: Any) -> list[Obj]:
         if name is not None:
             try:
                 pod = await kube.call(
-                    lambda: self._core.read_namespaced_pod(name, namespace),
+                    lambda: kube.plain(
+                        self._core.read_namespaced_pod(name, namespace, _preload_content=False)
+                    ),
                     what=f"read pod {name}",
                 )
             except ApiException as e:
@@ -180,19 +206,18 @@ class KubeTargets:
                     ) from e
                 raise
             return [pod]
-        listed = await kube.call(
-            lambda: self._core.list_namespaced_pod(namespace, label_selector=selector.to_query()),
-            what="list pods",
-        )
-        return list(listed.items)
+        return await self._list_pods(namespace, selector.to_query())
 
-    async def _find_workloads(self, namespace: str, spec: RestartSpec) -> list[Any]:
+    async def _find_workloads(self, namespace: str, spec: RestartSpec) -> list[Obj]:
         api = self._workloads(spec.kind)
         if spec.name is not None:
             name = spec.name
             try:
                 return [
-                    await kube.call(lambda: api.read(name, namespace), what=f"read {spec.kind}")
+                    await kube.call(
+                        lambda: kube.plain(api.read(name, namespace, _preload_content=False)),
+                        what=f"read {spec.kind}",
+                    )
                 ]
             except ApiException as e:
                 if e.status == 404:
@@ -203,9 +228,10 @@ class KubeTargets:
         assert spec.selector is not None
         query = spec.selector.to_query()
         listed = await kube.call(
-            lambda: api.list(namespace, label_selector=query), what=f"list {spec.kind}"
+            lambda: kube.plain(api.list(namespace, label_selector=query, _preload_content=False)),
+            what=f"list {spec.kind}",
         )
-        return list(listed.items)
+        return list(listed.get("items") or ())
 
     # -- restarting ---------------------------------------------------------
 
@@ -241,8 +267,13 @@ class KubeTargets:
     ) -> TargetResult:
         try:
             await kube.call(
-                lambda: self._core.delete_namespaced_pod(
-                    target.name, namespace, body=self._options(target, spec)
+                lambda: kube.plain(
+                    self._core.delete_namespaced_pod(
+                        target.name,
+                        namespace,
+                        body=self._options(target, spec),
+                        _preload_content=False,
+                    )
                 ),
                 what=f"delete pod {target.name}",
             )
@@ -263,8 +294,10 @@ class KubeTargets:
         while True:
             try:
                 await kube.call(
-                    lambda: self._core.create_namespaced_pod_eviction(
-                        target.name, namespace, eviction
+                    lambda: kube.plain(
+                        self._core.create_namespaced_pod_eviction(
+                            target.name, namespace, eviction, _preload_content=False
+                        )
                     ),
                     what=f"evict pod {target.name}",
                     passthrough=frozenset({404, 409, 429}),
@@ -298,17 +331,17 @@ class KubeTargets:
         for _ in range(5):
             try:
                 workload = await kube.call(
-                    lambda: api.read(target.name, namespace), what=f"read {target.kind}"
+                    lambda: kube.plain(api.read(target.name, namespace, _preload_content=False)),
+                    what=f"read {target.kind}",
                 )
             except ApiException as e:
                 if e.status == 404:
                     return _gone(target)
                 raise
-            if workload.metadata.uid != target.uid:
+            if _meta(workload).get("uid") != target.uid:
                 return _gone(target)
-            template_meta = workload.spec.template.metadata
-            marks = (template_meta.annotations if template_meta else None) or {}
-            if marks.get(resources.RESTARTED_BY_ANNOTATION) == request.uid:
+            stamp = _template_annotations(workload).get(resources.RESTARTED_BY_ANNOTATION)
+            if stamp == request.uid:
                 return attrs.evolve(
                     target,
                     outcome=Outcome.RESTARTED,
@@ -330,11 +363,11 @@ class KubeTargets:
         api: _WorkloadApi,
         namespace: str,
         target: TargetResult,
-        workload: Any,
+        workload: Obj,
         request: RequestRef,
     ) -> None:
         patch = {
-            "metadata": {"uid": target.uid, "resourceVersion": workload.metadata.resource_version},
+            "metadata": {"uid": target.uid, "resourceVersion": _meta(workload)["resourceVersion"]},
             "spec": {
                 "template": {
                     "metadata": {
@@ -347,7 +380,8 @@ class KubeTargets:
             },
         }
         await kube.call(
-            lambda: api.patch(target.name, namespace, patch), what=f"patch {target.kind}"
+            lambda: kube.plain(api.patch(target.name, namespace, patch, _preload_content=False)),
+            what=f"patch {target.kind}",
         )
 
     # -- waiting ------------------------------------------------------------
@@ -402,17 +436,17 @@ class KubeTargets:
             return
         for w in await self._find_workloads(namespace, spec):
             desired = (
-                w.spec.replicas
+                w["spec"].get("replicas", 1)
                 if spec.kind is not Kind.DAEMONSET
-                else (w.status.desired_number_scheduled if w.status else 0)
+                else _status(w).get("desiredNumberScheduled", 0)
             )
-            query = {"label_selector": _selector_query(w.spec.selector)}
+            query = {"label_selector": _selector_query(w["spec"]["selector"])}
             await self._wait_pod_set(namespace, query, gone, desired or 0)
 
     async def _wait_pod_set(
         self, namespace: str, query: Mapping[str, Any], gone: set[str], wanted: int
     ) -> None:
-        def done(pods: Mapping[str, Any]) -> bool:
+        def done(pods: Mapping[str, Obj]) -> bool:
             if any(uid in gone for uid in pods):
                 return False
             return sum(1 for p in pods.values() if _pod_ready(p)) >= wanted
@@ -422,7 +456,7 @@ class KubeTargets:
     async def _wait_workload(self, namespace: str, kind: Kind, name: str) -> None:
         api = self._workloads(kind)
 
-        def done(objects: Mapping[str, Any]) -> bool:
+        def done(objects: Mapping[str, Obj]) -> bool:
             return any(_rolled_out(kind, w) for w in objects.values())
 
         await self._watch_until(
@@ -434,34 +468,34 @@ class KubeTargets:
         list_method: Callable[..., Awaitable[Any]],
         namespace: str,
         *,
-        done: Callable[[Mapping[str, Any]], bool],
+        done: Callable[[Mapping[str, Obj]], bool],
         **query: Any,
     ) -> None:
         """List, then watch from that resourceVersion until `done` holds for the objects.
 
-        `list_method` must be the client's own method (not a wrapper): the
-        watcher reads its docstring to know which model to decode events into."""
+        `list_method` is one of the client's list methods; objects stay JSON."""
         while True:
             listed = await kube.call(
-                lambda: list_method(namespace, **query), what="list for readiness"
+                lambda: kube.plain(list_method(namespace, _preload_content=False, **query)),
+                what="list for readiness",
             )
-            objects = {o.metadata.uid: o for o in listed.items}
+            objects = {_meta(o)["uid"]: o for o in listed.get("items") or ()}
             if done(objects):
                 return
-            w = watch.Watch()
+            w = watch.Watch(return_type="object")
             try:
                 async for event in w.stream(
                     list_method,
                     namespace,
-                    resource_version=listed.metadata.resource_version,
+                    resource_version=_meta(listed)["resourceVersion"],
                     timeout_seconds=60,
                     **query,
                 ):
-                    obj = event["object"]
+                    obj = event["raw_object"]
                     if event["type"] == "DELETED":
-                        objects.pop(obj.metadata.uid, None)
+                        objects.pop(_meta(obj)["uid"], None)
                     elif event["type"] in ("ADDED", "MODIFIED"):
-                        objects[obj.metadata.uid] = obj
+                        objects[_meta(obj)["uid"]] = obj
                     if done(objects):
                         return
             except ApiException as e:
@@ -480,24 +514,30 @@ def _gone(target: TargetResult) -> TargetResult:
     )
 
 
-def _rolled_out(kind: Kind, w: Any) -> bool:
-    status, desired = w.status, w.spec.replicas if kind is not Kind.DAEMONSET else None
-    if status is None or (status.observed_generation or 0) < w.metadata.generation:
+def _template_annotations(workload: Obj) -> Mapping[str, str]:
+    template = (workload.get("spec") or {}).get("template") or {}
+    return (template.get("metadata") or {}).get("annotations") or {}
+
+
+def _rolled_out(kind: Kind, w: Obj) -> bool:
+    status = w.get("status")
+    desired = w["spec"].get("replicas", 1) if kind is not Kind.DAEMONSET else None
+    if not status or status.get("observedGeneration", 0) < _meta(w).get("generation", 0):
         return False
     if kind is Kind.DEPLOYMENT:
         return bool(
-            (status.updated_replicas or 0) == desired
-            and (status.ready_replicas or 0) == desired
-            and (status.replicas or 0) == desired
+            status.get("updatedReplicas", 0) == desired
+            and status.get("readyReplicas", 0) == desired
+            and status.get("replicas", 0) == desired
         )
     if kind is Kind.STATEFULSET:
         return bool(
-            (status.updated_replicas or 0) == desired
-            and (status.ready_replicas or 0) == desired
-            and status.current_revision == status.update_revision
+            status.get("updatedReplicas", 0) == desired
+            and status.get("readyReplicas", 0) == desired
+            and status.get("currentRevision") == status.get("updateRevision")
         )
-    scheduled = status.desired_number_scheduled or 0
+    scheduled = status.get("desiredNumberScheduled", 0)
     return bool(
-        (status.updated_number_scheduled or 0) == scheduled
-        and (status.number_ready or 0) == scheduled
+        status.get("updatedNumberScheduled", 0) == scheduled
+        and status.get("numberReady", 0) == scheduled
     )
