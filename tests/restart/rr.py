@@ -139,8 +139,10 @@ def parse_time(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def events_for(api: ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
+async def events_for(
+    api: ApiClient, namespace: str, name: str, kind: str = "RestartRequest"
+) -> list[client.CoreV1Event]:
     listed = await client.CoreV1Api(api).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=RestartRequest"
+        namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={kind}"
     )
     return list(listed.items)

@@ -61,8 +61,22 @@ async def test_delete_count_restarts_exactly_one_pod_and_journals_it(
         assert cond["observedGeneration"] == 1
     await rr.ready_pods(api, ns, "app=web", 3)
     assert operator.journal_rows(uid) == [(uid, ns, "one")]
-    reasons = {e.reason for e in await rr.events_for(api, ns, "one")}
-    assert {"Consumed", "Saved", "Restarted", "Acknowledged"} <= reasons
+
+    async def events() -> tuple[list[client.CoreV1Event], list[client.CoreV1Event]] | None:
+        on_request = await rr.events_for(api, ns, "one")
+        on_pod = await rr.events_for(api, ns, target["name"], kind="Pod")
+        mine = any(e.reason == "Restarted" for e in on_pod)
+        return (on_request, on_pod) if on_request and mine else None
+
+    on_request, on_pod = await eventually(events, what="Events posted")  # posted after the ack
+    await asyncio.sleep(1)  # and no more come: one Event per request when all went well
+    assert [(e.reason, e.type) for e in await rr.events_for(api, ns, "one")] == [
+        ("Acknowledged", "Normal")
+    ]
+    message = on_request[0].message
+    assert message == "Restarted: 1 restarted; saved to the journal"
+    [restarted] = [e for e in on_pod if e.reason == "Restarted"]  # the scheduler's are there too
+    assert f"RestartRequest {ns}/one" in restarted.message
 
 
 async def test_delete_all_pods_of_a_deployment(api: ApiClient, ns: str) -> None:

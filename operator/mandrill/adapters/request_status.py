@@ -4,6 +4,13 @@ Status is written with JSON merge patches to the status subresource (no
 resourceVersion, so no 409s; lists are replaced whole, which is what we want
 for `targets`). Per-target progress is coalesced and written at most once a
 second, never once per pod: a 500-pod request costs a handful of patches.
+
+Events are few for the same reason (each is an API write, and kopf posts
+them one at a time): a request gets one when it ends (Acknowledged or
+Failed, with the counts and whether it was saved), plus a Warning for each
+target that failed or was blocked and for a journal that was down. A
+restarted pod or workload gets its own Restarted Event (restart_targets).
+Status holds everything else, target by target.
 """
 
 from __future__ import annotations
@@ -216,16 +223,6 @@ class RequestStatus:
             },
             resource_version=resource_version,
         )
-        chosen = len(plan.pending)
-        self._event(
-            "Normal",
-            "Consumed",
-            f"{plan.description}: {plan.matched} matched, {chosen} to restart, "
-            f"{len(plan.targets) - chosen} skipped",
-        )
-        for t in plan.targets:
-            if t.outcome is Outcome.SKIPPED:
-                self._event("Normal", "Skipped", f"{t.kind} {t.name}: {t.message}")
 
     async def resumed(self, plan: Plan) -> None:
         self._targets = {t.key: t for t in plan.targets}
@@ -241,11 +238,7 @@ class RequestStatus:
         self._dirty = True
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_later())
-        if result.outcome is Outcome.RESTARTED:
-            self._event("Normal", "Restarted", f"{result.kind} {result.name}: {result.message}")
-        elif result.outcome is Outcome.DRY_RUN:
-            self._event("Normal", "DryRun", f"{result.kind} {result.name}: would restart")
-        else:
+        if result.outcome in (Outcome.FAILED, Outcome.BLOCKED):
             self._event(
                 "Warning", str(result.outcome), f"{result.kind} {result.name}: {result.message}"
             )
@@ -291,11 +284,12 @@ class RequestStatus:
             await asyncio.wait([self._flusher])
         now = datetime.datetime.now(datetime.UTC)
         await self._patch(final_status(outcome, generation=self.request.generation, now=now))
-        if outcome.saved.ok:
-            self._event("Normal", "Saved", outcome.saved.message)
-        else:
+        if not outcome.saved.ok:
             self._event("Warning", "NotSaved", f"{outcome.saved.reason}: {outcome.saved.message}")
+        summary = f"{outcome.reason}: {outcome.message}"
+        if outcome.saved.ok:
+            summary += "; saved to the journal"
         if outcome.phase is Phase.SUCCEEDED:
-            self._event("Normal", "Acknowledged", f"{outcome.reason}: {outcome.message}")
+            self._event("Normal", "Acknowledged", summary)
         else:
-            self._event("Warning", "Failed", f"{outcome.reason}: {outcome.message}")
+            self._event("Warning", "Failed", summary)
