@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import aiohttp
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import kube_config
 
 from mandrill.adapters import kube
 from mandrill.domain.errors import PermanentError, TransientError
@@ -69,3 +72,30 @@ async def test_other_client_errors_are_permanent_at_once() -> None:
         await kube.call(fn, what="x", base_delay=0.001)  # type: ignore[arg-type]
     assert raised.value.reason == "ApiError422"
     assert len(calls) == 1
+
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+@pytest.mark.parametrize(("proxy", "trusted"), [(None, False), ("http://127.0.0.1:3128", True)])
+async def test_the_client_consults_the_environment_only_when_a_proxy_is_set(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, proxy: str | None, trusted: bool
+) -> None:
+    """Trusting the environment costs two thread hops per API call (netrc, proxy lookup)."""
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    # read from $KUBECONFIG when kubernetes_asyncio is imported, so set it there
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    for name in kube.PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if proxy is not None:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    api = await kube.make_client()
+    async with api:
+        assert api.rest_client.pool_manager.trust_env is trusted

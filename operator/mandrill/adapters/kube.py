@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -32,13 +33,30 @@ FORBIDDEN_ATTEMPTS = 6
 has just restarted denies requests until its RBAC caches are filled."""
 
 
+PROXY_VARIABLES = (
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+)
+
+
 async def make_client() -> ApiClient:
     """One ApiClient per process: in-cluster credentials if present, else KUBECONFIG."""
     try:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except ConfigException:
         await k8s_config.load_kube_config()
-    return ApiClient()
+    api = ApiClient()
+    if not any(os.environ.get(v) for v in PROXY_VARIABLES):
+        # kubernetes_asyncio's session always trusts the environment, which makes
+        # aiohttp look up ~/.netrc and the proxy variables in a worker thread on
+        # every request: two thread hops per API call, for nothing when no proxy
+        # is set. (A kubeconfig's proxy-url is passed per request regardless.)
+        api.rest_client.pool_manager._trust_env = False
+    return api
 
 
 async def plain(response: Awaitable[Any]) -> dict[str, Any]:
