@@ -51,7 +51,7 @@ test-fast: $(STAMP) ## tests that need no cluster
 
 bench: $(STAMP) ## benchmarks (print tables): restart latency vs bare API, crawl vs baselines, load
 	$(VENV)/bin/python -m pip install --quiet -e '.[test,lint,bench]'
-	$(VENV)/bin/python -m tests.bench.restart_latency --n 100 --n 1000
+	$(VENV)/bin/python -m tests.bench.restart_latency --n 100 --n 1000 --rounds 3
 	$(VENV)/bin/python -m tests.bench.crawl_compare
 	$(VENV)/bin/python -m tests.bench.extract
 	$(VENV)/bin/python -m tests.bench.load

@@ -2,7 +2,7 @@
 
 Not a test (nothing here asserts a time): a program that prints a table.
 
-    .venv/bin/python -m tests.bench.restart_latency --n 100 --n 1000
+    .venv/bin/python -m tests.bench.restart_latency --n 100 --n 1000 --rounds 3
 
 For each N and each contender it makes a Deployment of N pods, starts the
 contender on that namespace, creates N RestartRequests at once (each
@@ -18,7 +18,9 @@ spent meanwhile: on two cores they and the contender compete for the same
 CPU, and the API server is the busiest of all. Acknowledgements are watched,
 not polled, so the harness adds little load of its own. Uses
 MANDRILL_TEST_KUBECONFIG if set, otherwise starts the local control plane
-like the test suite does.
+like the test suite does. With `--rounds R` every (N, contender) runs R
+times, interleaved and in alternating order; the table shows medians, and
+the ratios of each round are listed too, to show the spread.
 """
 
 from __future__ import annotations
@@ -245,8 +247,9 @@ def main() -> None:
     parser.add_argument(
         "--contender", choices=["operator", "bare", "both"], default="both", help="what to run"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     args = parser.parse_args()
-    rounds = args.n or [100, 1000]
+    sizes = args.n or [100, 1000]
     contenders = ["bare", "operator"] if args.contender == "both" else [args.contender]
     with ensure_cluster() as cluster:
         cluster.kubectl("apply", "-f", str(REPO / "crds" / "restartrequest.yaml"))
@@ -256,14 +259,18 @@ def main() -> None:
             "crd/restartrequests.mandrill.dev",
             "--timeout=60s",
         )
-        rows = []
+        runs = []
         with tempfile.TemporaryDirectory() as tmp:
-            for n in rounds:
-                for who in contenders:
-                    rows.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp), who)))
+            for number in range(args.rounds):
+                order = contenders if number % 2 == 0 else contenders[::-1]
+                for n in sizes:
+                    for who in order:
+                        runs.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp), who)))
+    rows = [median_row([r for r in runs if (r["who"], r["n"]) == key]) for key in _keys(runs)]
     print(
         f"\nRestartRequest creation -> acknowledgement, {platform.node()}, "
-        f"{os.cpu_count()} cores, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+        f"{os.cpu_count()} cores, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"median of {args.rounds} round(s)"
     )
     print(
         f"{'who':>9} {'N':>6} {'ok':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'wall s':>7} "
@@ -277,14 +284,33 @@ def main() -> None:
             f"{r['apiserver_cpu']:>15.1f} {r['plane_cpu']:>19.1f}"
         )
     by = {(r["who"], r["n"]): r for r in rows}
-    for n in rounds:
+    for n in sizes:
         if ("operator", n) in by and ("bare", n) in by:
             o, b = by["operator", n], by["bare", n]
+            bares = [r for r in runs if (r["who"], r["n"]) == ("bare", n)]
+            operators = [r for r in runs if (r["who"], r["n"]) == ("operator", n)]
+            pairs = zip(operators, bares, strict=True)
+            each = ", ".join(f"{float(x['wall']) / float(y['wall']):.2f}" for x, y in pairs)
             print(
                 f"N={n}: operator / bare:  p50 {float(o['p50']) / float(b['p50']):.2f}  "
                 f"p99 {float(o['p99']) / float(b['p99']):.2f}  "
-                f"wall {float(o['wall']) / float(b['wall']):.2f}"
+                f"wall {float(o['wall']) / float(b['wall']):.2f}  (wall, round by round: {each})"
             )
+
+
+def _keys(runs: list[dict[str, float | str]]) -> list[tuple[float | str, float | str]]:
+    return list(dict.fromkeys((r["who"], r["n"]) for r in runs))
+
+
+def median_row(runs: list[dict[str, float | str]]) -> dict[str, float | str]:
+    """Each figure's median over the rounds (`ok`: the worst round)."""
+    row: dict[str, float | str] = {"who": runs[0]["who"], "n": runs[0]["n"]}
+    for field in runs[0]:
+        if field in ("who", "n"):
+            continue
+        values = [float(r[field]) for r in runs]
+        row[field] = int(min(values)) if field == "ok" else statistics.median(values)
+    return row
 
 
 if __name__ == "__main__":
