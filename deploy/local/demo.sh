@@ -55,6 +55,9 @@ step kubectl -n $ns get restartrequests -o wide
 step kubectl -n $ns get rr chaos-one-web-pod -o jsonpath='{range .status.targets[*]}{.name}{"\t"}{.action}{"\t"}{.outcome}{"\t"}{.message}{"\n"}{end}'
 step kubectl -n $ns get events --field-selector involvedObject.kind=RestartRequest \
   --sort-by=.lastTimestamp -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
+# ... and each restarted pod or workload has its own Event naming the request
+step kubectl -n $ns get events --field-selector reason=Restarted \
+  --sort-by=.lastTimestamp -o custom-columns=KIND:.involvedObject.kind,OBJECT:.involvedObject.name,MESSAGE:.message
 step kubectl -n $ns get pods -o wide
 step sqlite3 "$state/journal.sqlite" "SELECT name, received_at FROM restart_journal ORDER BY received_at" 2>/dev/null ||
   python3 -c "import sqlite3,sys; [print(*r, sep='|') for r in sqlite3.connect(sys.argv[1]).execute('SELECT name, received_at FROM restart_journal ORDER BY received_at')]" "$state/journal.sqlite"
