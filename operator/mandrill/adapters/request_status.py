@@ -284,7 +284,8 @@ class RequestStatus:
             await asyncio.wait([self._flusher])
         now = datetime.datetime.now(datetime.UTC)
         await self._patch(final_status(outcome, generation=self.request.generation, now=now))
-        if not outcome.saved.ok:
+        if not outcome.saved.ok and outcome.saved != process.NOT_ATTEMPTED:
+            # A journal that was down; a rejected request's Failed Warning says it all.
             self._event("Warning", "NotSaved", f"{outcome.saved.reason}: {outcome.saved.message}")
         summary = f"{outcome.reason}: {outcome.message}"
         if outcome.saved.ok:

@@ -197,6 +197,10 @@ async def consume(
     return outcome
 
 
+NOT_ATTEMPTED = StepResult(ok=False, reason="NotSaved", message="the request failed before saving")
+"""The Saved step of a request rejected before its journal write (the retrier saves it later)."""
+
+
 async def reject(*, ctx: Context, reason: str, message: str) -> FinalOutcome:
     """End the request as Failed before anything was restarted, and acknowledge that."""
     step = StepResult(ok=False, reason=reason, message=message)
@@ -205,7 +209,7 @@ async def reject(*, ctx: Context, reason: str, message: str) -> FinalOutcome:
         reason=reason,
         message=message,
         targets=(),
-        saved=StepResult(ok=False, reason="NotSaved", message="the request failed before saving"),
+        saved=NOT_ATTEMPTED,
         restarted=step,
         ready=None,
         finished=ctx.clock(),
