@@ -78,6 +78,21 @@ async def plain(response: Awaitable[Any]) -> dict[str, Any]:
     return parsed
 
 
+async def call_json(
+    method: Callable[..., Awaitable[Any]],
+    *args: Any,
+    what: str,
+    passthrough: frozenset[int] = frozenset({404, 409}),
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """`call` for a generated-client method, returning the response's JSON (see `plain`)."""
+    return await call(
+        lambda: plain(method(*args, _preload_content=False, **kwargs)),
+        what=what,
+        passthrough=passthrough,
+    )
+
+
 def api_message(e: ApiException) -> str:
     """The API server's own one-line message for an error response."""
     try:

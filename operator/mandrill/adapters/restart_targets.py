@@ -6,7 +6,7 @@ StatefulSet name, can never be hit), and a rollout restart stamps the pod
 template with the request's UID, so a resumed request sees its own mark and
 does not roll the workload again. "Already gone" is an outcome, not an error.
 
-Objects stay plain JSON (`kube.plain`): the generated client's model objects
+Objects stay plain JSON (`kube.call_json`): the generated client's model objects
 cost more CPU to build than the API call itself (a pod read took a quarter of
 the operator's CPU under load), and this module reads a handful of fields.
 """
@@ -171,12 +171,10 @@ class KubeTargets:
         return candidates
 
     async def _list_pods(self, namespace: str, query: str) -> list[Obj]:
-        listed = await kube.call(
-            lambda: kube.plain(
-                self._core.list_namespaced_pod(
-                    namespace, label_selector=query, _preload_content=False
-                )
-            ),
+        listed = await kube.call_json(
+            self._core.list_namespaced_pod,
+            namespace,
+            label_selector=query,
             what=f"list pods matching {query}",
         )
         return list(listed.get("items") or ())
@@ -193,11 +191,8 @@ class KubeTargets:
     async def _pods(self, namespace: str, *, name: str | None, selector: Any) -> list[Obj]:
         if name is not None:
             try:
-                pod = await kube.call(
-                    lambda: kube.plain(
-                        self._core.read_namespaced_pod(name, namespace, _preload_content=False)
-                    ),
-                    what=f"read pod {name}",
+                pod = await kube.call_json(
+                    self._core.read_namespaced_pod, name, namespace, what=f"read pod {name}"
                 )
             except ApiException as e:
                 if e.status == 404:
@@ -213,12 +208,7 @@ class KubeTargets:
         if spec.name is not None:
             name = spec.name
             try:
-                return [
-                    await kube.call(
-                        lambda: kube.plain(api.read(name, namespace, _preload_content=False)),
-                        what=f"read {spec.kind}",
-                    )
-                ]
+                return [await kube.call_json(api.read, name, namespace, what=f"read {spec.kind}")]
             except ApiException as e:
                 if e.status == 404:
                     raise PermanentError(
@@ -227,9 +217,8 @@ class KubeTargets:
                 raise
         assert spec.selector is not None
         query = spec.selector.to_query()
-        listed = await kube.call(
-            lambda: kube.plain(api.list(namespace, label_selector=query, _preload_content=False)),
-            what=f"list {spec.kind}",
+        listed = await kube.call_json(
+            api.list, namespace, label_selector=query, what=f"list {spec.kind}"
         )
         return list(listed.get("items") or ())
 
@@ -266,15 +255,11 @@ class KubeTargets:
         self, namespace: str, target: TargetResult, spec: RestartSpec
     ) -> TargetResult:
         try:
-            await kube.call(
-                lambda: kube.plain(
-                    self._core.delete_namespaced_pod(
-                        target.name,
-                        namespace,
-                        body=self._options(target, spec),
-                        _preload_content=False,
-                    )
-                ),
+            await kube.call_json(
+                self._core.delete_namespaced_pod,
+                target.name,
+                namespace,
+                body=self._options(target, spec),
                 what=f"delete pod {target.name}",
             )
         except ApiException as e:
@@ -293,12 +278,11 @@ class KubeTargets:
         delay = 0.5
         while True:
             try:
-                await kube.call(
-                    lambda: kube.plain(
-                        self._core.create_namespaced_pod_eviction(
-                            target.name, namespace, eviction, _preload_content=False
-                        )
-                    ),
+                await kube.call_json(
+                    self._core.create_namespaced_pod_eviction,
+                    target.name,
+                    namespace,
+                    eviction,
                     what=f"evict pod {target.name}",
                     passthrough=frozenset({404, 409, 429}),
                 )
@@ -330,9 +314,8 @@ class KubeTargets:
         api = self._workloads(target.kind)
         for _ in range(5):
             try:
-                workload = await kube.call(
-                    lambda: kube.plain(api.read(target.name, namespace, _preload_content=False)),
-                    what=f"read {target.kind}",
+                workload = await kube.call_json(
+                    api.read, target.name, namespace, what=f"read {target.kind}"
                 )
             except ApiException as e:
                 if e.status == 404:
@@ -379,10 +362,7 @@ class KubeTargets:
                 }
             },
         }
-        await kube.call(
-            lambda: kube.plain(api.patch(target.name, namespace, patch, _preload_content=False)),
-            what=f"patch {target.kind}",
-        )
+        await kube.call_json(api.patch, target.name, namespace, patch, what=f"patch {target.kind}")
 
     # -- waiting ------------------------------------------------------------
 
@@ -475,9 +455,8 @@ class KubeTargets:
 
         `list_method` is one of the client's list methods; objects stay JSON."""
         while True:
-            listed = await kube.call(
-                lambda: kube.plain(list_method(namespace, _preload_content=False, **query)),
-                what="list for readiness",
+            listed = await kube.call_json(
+                list_method, namespace, what="list for readiness", **query
             )
             objects = {_meta(o)["uid"]: o for o in listed.get("items") or ()}
             if done(objects):
