@@ -48,6 +48,10 @@ load_ports() {
   local base=${MANDRILL_CLUSTER_PORT:-16443}
   [[ $base =~ ^[0-9]+$ ]] && [ "$base" -ge 1024 ] && [ "$base" -le 65529 ] ||
     die "MANDRILL_CLUSTER_PORT must be a number in 1024..65529, got '$base'"
+  case ${MANDRILL_CLUSTER_PROFILING:-false} in
+    true | false) ;;
+    *) die "MANDRILL_CLUSTER_PROFILING must be true or false, got '$MANDRILL_CLUSTER_PROFILING'" ;;
+  esac
   APISERVER_PORT=$base ETCD_PORT=$((base + 1)) ETCD_PEER_PORT=$((base + 2))
   KCM_PORT=$((base + 3)) SCHEDULER_PORT=$((base + 4)) KWOK_PORT=$((base + 5))
 }

@@ -249,6 +249,8 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     args = parser.parse_args()
+    if args.rounds < 1 or any(n < 1 for n in args.n or ()):
+        parser.error("--rounds and --n must be at least 1")
     sizes = args.n or [100, 1000]
     contenders = ["bare", "operator"] if args.contender == "both" else [args.contender]
     with ensure_cluster() as cluster:
