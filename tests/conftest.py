@@ -19,7 +19,7 @@ import pathlib
 import re
 import secrets
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 
 import pytest
 from kubernetes_asyncio import client
@@ -89,6 +89,36 @@ def operator_kubeconfig(
         name=OPERATOR_ACCOUNT,
         path=tmp_path_factory.mktemp("operator-sa") / "kubeconfig",
     )
+
+
+LOG_OFFSETS = pytest.StashKey[dict[int, int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Note where each running operator's log stands before this test touches it."""
+    item.stash[LOG_OFFSETS] = {id(op): op.log_size() for op in operator_process.STARTED}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test's report carries what the operators logged while it ran.
+
+    An e2e failure is mostly a wait that timed out; the operator's side of the
+    story is the log, which otherwise stays in a temporary folder (and in CI,
+    on a machine nobody can look at).
+    """
+    report: pytest.TestReport = yield
+    if report.failed:
+        offsets = item.stash.get(LOG_OFFSETS, {})
+        for op in operator_process.STARTED:
+            offset = offsets.get(id(op), 0)
+            if op.running() or op.log_size() > offset:
+                title = f"operator log during the test ({op.namespaces}; {op.log_path})"
+                report.sections.append((title, op.log_since(offset)))
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -39,6 +39,9 @@ IN_CLUSTER_SKIP = (
     "the in-cluster operator watches every namespace and would take this test's requests"
 )
 JOURNAL_QUERY = "SELECT request_uid, namespace, name FROM restart_journal WHERE request_uid = ?"
+STARTED: list[OperatorProcess] = []
+"""Every operator process this session started, oldest first: a failing test's
+report shows the logs of those it used (tests/conftest.py)."""
 
 
 def journal_rows(store: pathlib.Path, request_uid: str) -> list[tuple[Any, ...]]:
@@ -160,6 +163,8 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
             )
+        if not any(op is self for op in STARTED):
+            STARTED.append(self)
         self._wait_live()
         return self
 
@@ -178,6 +183,25 @@ class OperatorProcess:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"operator not live within {within}s:\n{self.log_tail()}")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset: int, lines: int = 80) -> str:
+        """The last `lines` lines written after byte `offset` of the log."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
 
     def log_tail(self, lines: int = 40) -> str:
         try:

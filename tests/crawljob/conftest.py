@@ -101,12 +101,18 @@ async def finished(
 ) -> dict[str, Any]:
     """Wait until the job is Succeeded or Failed; returns it."""
 
+    seen: list[dict[str, Any] | None] = [None]
+
     async def probe() -> dict[str, Any] | None:
-        body = await get_job(api, namespace, name)
+        body = seen[0] = await get_job(api, namespace, name)
         phase = (body or {}).get("status", {}).get("phase")
         return body if phase in ("Succeeded", "Failed") else None
 
-    return await eventually(probe, what=f"CrawlJob {name} finished", within=within)
+    try:
+        return await eventually(probe, what=f"CrawlJob {name} finished", within=within)
+    except AssertionError as e:
+        status = "gone" if seen[0] is None else seen[0].get("status")
+        raise AssertionError(f"{e}\nits status as last seen: {status}") from None
 
 
 async def events_of(api: ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:

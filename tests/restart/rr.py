@@ -58,11 +58,18 @@ async def finished(
 ) -> dict[str, Any]:
     """Wait for the request's acknowledgement; returns the request."""
 
+    seen: list[dict[str, Any]] = []
+
     async def probe() -> dict[str, Any] | None:
         body = await get_request(api, namespace, name)
+        seen[:] = [body]
         return body if acknowledged(body) else None
 
-    return await eventually(probe, what=f"RestartRequest {name} acknowledged", within=within)
+    try:
+        return await eventually(probe, what=f"RestartRequest {name} acknowledged", within=within)
+    except AssertionError as e:
+        status = seen[0].get("status") if seen else None
+        raise AssertionError(f"{e}\nits status as last seen: {status}") from None
 
 
 def deployment(
