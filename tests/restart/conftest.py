@@ -20,6 +20,7 @@ from tests.operator_process import (
     InClusterOperator,
     OperatorProcess,
     RunningOperator,
+    free_port,
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -72,7 +73,10 @@ def solo_operators(
     started: list[OperatorProcess] = []
 
     def start(
-        namespace: str, store_url: str | None = None, extra_args: tuple[str, ...] = ()
+        namespace: str,
+        store_url: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        port: int | None = None,
     ) -> OperatorProcess:
         op = OperatorProcess(
             kubeconfig=operator_kubeconfig,
@@ -80,6 +84,7 @@ def solo_operators(
             namespaces=namespace,
             store_url=store_url or f"sqlite:///{tmp_path / 'journal.sqlite'}",
             extra_args=extra_args,
+            port=port if port is not None else free_port(),
         ).start()
         started.append(op)
         return op
