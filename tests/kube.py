@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 from kubernetes_asyncio import config as k8s_config
@@ -100,3 +100,28 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def object_until(
+    fetch: Callable[[], Awaitable[dict[str, Any] | None]],
+    done: Callable[[dict[str, Any] | None], bool],
+    *,
+    what: str,
+    within: float = 60.0,
+) -> dict[str, Any]:
+    """`eventually` for one object: fetch it until `done` says so; return it.
+
+    On timeout the message adds the object's status as last fetched (or that it
+    was gone), which is what a reader of a failed e2e test wants first.
+    """
+    seen: list[dict[str, Any] | None] = [None]
+
+    async def probe() -> dict[str, Any] | None:
+        body = seen[0] = await fetch()
+        return body if done(body) else None
+
+    try:
+        return await eventually(probe, what=what, within=within)
+    except AssertionError as e:
+        status = "gone" if seen[0] is None else seen[0].get("status")
+        raise AssertionError(f"{e}\nits status as last seen: {status}") from None

@@ -101,18 +101,12 @@ async def finished(
 ) -> dict[str, Any]:
     """Wait until the job is Succeeded or Failed; returns it."""
 
-    seen: list[dict[str, Any] | None] = [None]
+    def over(body: dict[str, Any] | None) -> bool:
+        return (body or {}).get("status", {}).get("phase") in ("Succeeded", "Failed")
 
-    async def probe() -> dict[str, Any] | None:
-        body = seen[0] = await get_job(api, namespace, name)
-        phase = (body or {}).get("status", {}).get("phase")
-        return body if phase in ("Succeeded", "Failed") else None
-
-    try:
-        return await eventually(probe, what=f"CrawlJob {name} finished", within=within)
-    except AssertionError as e:
-        status = "gone" if seen[0] is None else seen[0].get("status")
-        raise AssertionError(f"{e}\nits status as last seen: {status}") from None
+    return await kube.object_until(
+        lambda: get_job(api, namespace, name), over, what=f"CrawlJob {name} finished", within=within
+    )
 
 
 async def events_of(api: ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:

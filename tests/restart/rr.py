@@ -11,7 +11,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests import operator_process
+from tests import kube, operator_process
 from tests.kube import eventually
 
 GROUP, VERSION, PLURAL = "mandrill.dev", "v1alpha1", "restartrequests"
@@ -57,19 +57,12 @@ async def finished(
     api: ApiClient, namespace: str, name: str, within: float = 90.0
 ) -> dict[str, Any]:
     """Wait for the request's acknowledgement; returns the request."""
-
-    seen: list[dict[str, Any]] = []
-
-    async def probe() -> dict[str, Any] | None:
-        body = await get_request(api, namespace, name)
-        seen[:] = [body]
-        return body if acknowledged(body) else None
-
-    try:
-        return await eventually(probe, what=f"RestartRequest {name} acknowledged", within=within)
-    except AssertionError as e:
-        status = seen[0].get("status") if seen else None
-        raise AssertionError(f"{e}\nits status as last seen: {status}") from None
+    return await kube.object_until(
+        lambda: get_request(api, namespace, name),
+        lambda body: body is not None and acknowledged(body),
+        what=f"RestartRequest {name} acknowledged",
+        within=within,
+    )
 
 
 def deployment(
