@@ -20,6 +20,7 @@ import tracemalloc
 import pytest
 from aiohttp import web
 
+from mandrill.domain.crawl import content, links
 from mandrill.domain.crawl.models import ErrorKind
 from tests.crawl.conftest import CrawlRunner, Handler, ResetServer, Site
 
@@ -449,8 +450,18 @@ async def test_parsing_a_large_page_does_not_stall_the_event_loop(
     finally:
         stop.set()
         await ticking
+    # What parsing this page on the loop would stall it by, measured here and
+    # now: a fixed threshold failed on a loaded 2-core CI machine (70 ms
+    # against 50), while the ratio holds wherever both are measured together.
+    started = time.perf_counter()
+    decoded = content.decode(body.encode(), declared=None)
+    assert sum(1 for _ in links.extract(decoded.text, page_url=site.url("/big"))) == 60_000
+    inline = time.perf_counter() - started
     size_mb = len(body.encode()) / 1e6
-    print(f"\nlongest event-loop stall: {worst * 1000:.1f} ms on a {size_mb:.1f} MB page")
+    print(
+        f"\nlongest event-loop stall: {worst * 1000:.1f} ms on a {size_mb:.1f} MB page "
+        f"(parsing it on the loop: {inline * 1000:.0f} ms)"
+    )
     assert crawled.stats.edges == 60_000
     assert len(crawled.sink.results) == 30
-    assert worst < 0.050
+    assert worst < inline / 4
