@@ -40,10 +40,12 @@ cluster-env: ## print export lines: eval "$$(make -s cluster-env)"
 cluster-status: ## show which control-plane processes run
 	@$(CLUSTER) status
 
-demo: $(STAMP) ## set up and run the main job against the local cluster
+demo: $(STAMP) build-cluster ## set up and run the main job against the local cluster
 	deploy/local/demo.sh
 
-test: $(STAMP) ## set up and run the whole test suite (starts its own cluster if needed)
+# The control plane is built here, in the open, before pytest starts: a cold
+# build takes minutes and must never run inside a test's timeout.
+test: $(STAMP) build-cluster ## set up and run the whole test suite (starts its own cluster if needed)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## tests that need no cluster
