@@ -46,6 +46,10 @@ class Settings:
     """Namespaces whose targets are never restarted (reported as skipped)."""
     max_concurrent_restarts: int = 50
     """Restarts in flight across all requests."""
+    max_concurrent_requests: int = 32
+    """RestartRequests worked on at once; the rest wait their turn, oldest first."""
+    resync_interval: float = 60.0
+    """Seconds between listings that find requests no watch event brought."""
     liveness_port: int = 8080
     """kopf's liveness endpoint, for the probe; 0 disables it."""
     metrics_port: int = 9090
@@ -76,6 +80,18 @@ OPTIONS = (
     Option("--deny-namespaces", "denied_namespaces", "comma-separated namespaces never restarted"),
     Option(
         "--max-concurrent-restarts", "max_concurrent_restarts", "restarts in flight at once", int
+    ),
+    Option(
+        "--max-concurrent-requests",
+        "max_concurrent_requests",
+        "RestartRequests worked on at once (oldest first)",
+        int,
+    ),
+    Option(
+        "--resync-interval",
+        "resync_interval",
+        "seconds between resyncs that find requests no event brought",
+        float,
     ),
     Option("--liveness-port", "liveness_port", "port of the /healthz endpoint; 0: off", int),
     Option("--metrics-port", "metrics_port", "port of Prometheus /metrics; 0: off", int),
@@ -149,6 +165,11 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
         "is not a number of seconds in (0, 3600)",
     ),
     "max_concurrent_restarts": (lambda v: isinstance(v, int) and v >= 1, "must be at least 1"),
+    "max_concurrent_requests": (lambda v: isinstance(v, int) and v >= 1, "must be at least 1"),
+    "resync_interval": (
+        lambda v: isinstance(v, float) and 0.1 <= v <= 86400,
+        "is not a number of seconds in [0.1, 86400]",
+    ),
     "liveness_port": (_is_port, "is not a port (0 turns the endpoint off)"),
     "metrics_port": (_is_port, "is not a port (0 turns the endpoint off)"),
     "store_url": (lambda v: str(v).startswith("sqlite:///"), "is not sqlite:///PATH"),

@@ -1,36 +1,40 @@
 """The process's long-lived services, made once on start-up and closed on cleanup.
 
-One kubernetes_asyncio ApiClient, one journal connection and one global
-restart limiter are shared by every request; handlers find them in kopf's memo.
-CrawlJobs share the crawl store (another connection to the journal's file)
-and the address policy; each crawl makes its own HTTP session.
+One kubernetes_asyncio ApiClient, one journal connection, one global restart
+limiter and one task registry are shared by every request; handlers find the
+services in kopf's memo. CrawlJobs share the crawl store (another connection
+to the journal's file) and the address policy; each crawl makes its own HTTP
+session. This is the composition root: the only place where adapters are
+plugged into the ports of the application and the domain.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from kopf._cogs.structs import references  # kopf's own namespace matching, for the resync
 from kubernetes_asyncio.client import ApiClient
 
-from mandrill.adapters import crawl_jobs, kube, request_status, ssrf
+from mandrill.adapters import crawl_jobs, events, kube, metrics, ssrf
 from mandrill.adapters.crawl_store import CrawlStore
 from mandrill.adapters.journal import SqliteJournal
 from mandrill.adapters.journal_retry import JournalRetrier
 from mandrill.adapters.reaper import Reaper
 from mandrill.adapters.request_status import RequestStatus
-from mandrill.adapters.restart_targets import EventSink, KubeTargets
+from mandrill.adapters.restart_requests import KubeRequests
+from mandrill.adapters.restart_targets import KubeTargets
 from mandrill.adapters.sqlite import sqlite_path
+from mandrill.application.restart import Ports, RestartService, Waiting
 from mandrill.config import Settings
 from mandrill.domain.crawl import job as crawl_job
 from mandrill.domain.errors import StoreError
+from mandrill.domain.restart import process
 from mandrill.domain.restart.models import RequestRef
-from mandrill.domain.restart.process import Context
+from mandrill.supervision import TaskRegistry, close_in_order
 
 log = logging.getLogger(__name__)
 
@@ -40,42 +44,58 @@ class Services:
     settings: Settings
     api: ApiClient
     journal: SqliteJournal
-    reaper: Reaper
+    tasks: TaskRegistry
+    """Per-request background tasks: TTL deletions, journal retries, retries after backoff."""
+    events: events.EventPoster
     limiter: asyncio.Semaphore
     crawl_store: CrawlStore
     crawl_policy: ssrf.AddressPolicy
-    journal_retrier: JournalRetrier
-    handled: set[str] = attrs.Factory(set)
-    """UIDs of requests this process has seen through (see handlers.restart)."""
+    restarts: RestartService = attrs.field(init=False)
 
-    def restart_context(self, reporter: RequestStatus, events: EventSink) -> Context:
-        return Context(
-            targets=KubeTargets(api=self.api, events=events),
+    def __attrs_post_init__(self) -> None:
+        reaper = Reaper(api=self.api, tasks=self.tasks)
+        retrier = JournalRetrier(api=self.api, journal=self.journal, tasks=self.tasks)
+        patterns = self.settings.namespaces
+        self.restarts = RestartService(
+            ports=Ports(
+                requests=KubeRequests(
+                    api=self.api,
+                    patterns=patterns,
+                    serves=lambda ns: any(
+                        references.match_namespace(references.NamespaceName(ns), p)
+                        for p in patterns
+                    ),
+                ),
+                context=self.restart_context,
+                schedule_ttl=lambda request, due: reaper.schedule(request, due=due),
+                save_later=retrier.schedule,
+                events=self.events.post,
+                observer=metrics.RestartObserver(),
+                tasks=self.tasks,
+            ),
+            max_in_flight=self.settings.max_concurrent_requests,
+        )
+
+    def restart_context(
+        self,
+        *,
+        request: RequestRef,
+        body: Mapping[str, Any],
+        attempt: int,
+        waiting: Waiting | None,
+    ) -> process.Context:
+        """The ports of one attempt at one request."""
+        reporter = RequestStatus(
+            api=self.api, request=request, body=body, events=self.events.post, attempts=attempt
+        )
+        ctx = process.Context(
+            targets=KubeTargets(api=self.api, events=self.events.post),
             journal=self.journal,
             reporter=reporter,
             limiter=lambda: self.limiter,
             denied_namespaces=self.settings.denied_namespaces,
         )
-
-    def reporter(
-        self, *, request: RequestRef, body: Mapping[str, Any], events: EventSink, attempts: int
-    ) -> RequestStatus:
-        return RequestStatus(
-            api=self.api, request=request, body=body, events=events, attempts=attempts
-        )
-
-    async def read_request(self, request: RequestRef) -> dict[str, Any]:
-        return await request_status.read_request(self.api, request)
-
-    def schedule_ttl(
-        self, *, request: RequestRef, finished: datetime.datetime, ttl_seconds: int
-    ) -> None:
-        self.reaper.schedule(
-            namespace=request.namespace,
-            name=request.name,
-            uid=request.uid,
-            due=finished + datetime.timedelta(seconds=ttl_seconds),
-        )
+        return ctx if waiting is None else attrs.evolve(ctx, waiting=waiting)
 
     def crawl_context(
         self, *, job: crawl_job.JobRef, body: Mapping[str, Any], events: crawl_jobs.EventSink
@@ -88,15 +108,34 @@ class Services:
             open_fetcher=crawl_jobs.fetcher_factory(self.crawl_policy),
         )
 
-    async def close(self) -> None:
-        await self.crawl_store.close()
-        await self.journal_retrier.close()
-        await self.reaper.close()
-        await self.journal.close()
-        await self.api.close()
+    def start(self, *, draining: asyncio.Event) -> None:
+        """Start consuming, and the periodic resync; stop taking work once `draining` is set."""
+        self.events.start()
+        self.restarts.start()
+        interval = self.settings.resync_interval
+        self.tasks.spawn("resync", lambda: self.restarts.resync_every(interval))
+
+        async def stop_taking() -> None:
+            await draining.wait()
+            self.restarts.stop_taking()
+
+        self.tasks.spawn("drain-signal", stop_taking)
+
+    async def close(self, *, drain_timeout: float) -> None:
+        """Drain the requests in flight, then close in order; one failure skips nothing."""
+        await close_in_order(
+            [
+                ("RestartRequests in flight", lambda: self.restarts.drain(drain_timeout)),
+                ("background tasks", self.tasks.close),
+                ("Event poster", self.events.close),
+                ("crawl store", self.crawl_store.close),
+                ("journal", self.journal.close),
+                ("API client", self.api.close),
+            ]
+        )
 
 
-async def start(settings: Settings) -> Services:
+async def start(settings: Settings, *, draining: asyncio.Event) -> Services:
     api = await kube.make_client()
     journal = SqliteJournal(path=sqlite_path(settings.store_url))
     try:
@@ -110,19 +149,20 @@ async def start(settings: Settings) -> Services:
     except StoreError as e:
         # Not fatal either: CrawlJobs started while it is down end Failed (StoreError).
         log.warning("crawl store unavailable at start-up, will retry on each crawl: %s", e)
-    return Services(
+    services = Services(
         settings=settings,
         api=api,
         journal=journal,
-        reaper=Reaper(api=api),
+        tasks=TaskRegistry("requests", on_failure=metrics.background_failed),
+        events=events.EventPoster(api=api),
         limiter=asyncio.Semaphore(settings.max_concurrent_restarts),
         crawl_store=crawl_store,
         crawl_policy=ssrf.AddressPolicy.from_settings(allow_private=settings.crawl_allow_private),
-        journal_retrier=JournalRetrier(api=api, journal=journal),
     )
+    services.start(draining=draining)
+    return services
 
 
-async def stop(services: Services | None) -> None:
+async def stop(services: Services | None, *, drain_timeout: float) -> None:
     if services is not None:
-        with contextlib.suppress(Exception):
-            await services.close()
+        await services.close(drain_timeout=drain_timeout)

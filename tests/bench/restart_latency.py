@@ -7,9 +7,14 @@ Not a test (nothing here asserts a time): a program that prints a table.
 For each N and each contender it makes a Deployment of N pods, starts the
 contender on that namespace, creates N RestartRequests at once (each
 deleting one named pod), and waits until all are acknowledged. Contenders:
-`mandrill run`, and the bare-API baseline (tests/bench/baselines/
-bare_restart.py: list the pod, delete it, patch the status, nothing else) at
-the same concurrency; the ratio operator / bare is the headline. Latency is from the moment the API
+`mandrill run`; the bare-API baseline (tests/bench/baselines/bare_restart.py:
+list the pod, delete it, patch the status, nothing else), which starts its
+work from a watch as an operator does; and the client, which needs no
+operator at all: right after creating each request it makes those minimal
+calls itself, 64 requests at a time. The client shows what a burst costs
+when every request is served the moment it exists, so operator / client p50
+measures fairness (do early requests finish early?), and operator / bare the
+overhead of being an operator. Latency is from the moment the API
 server accepted a request's creation (client clock) to its status
 acknowledgedAt (operator clock; same machine). Also reported: the operator's
 CPU seconds per request and its peak RSS, and the CPU seconds the control
@@ -44,10 +49,12 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
+from tests.bench.baselines import bare_restart
 from tests.operator_process import OperatorProcess
 from tests.restart import rr
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+CLIENT_CONCURRENCY = 64
 
 
 @contextlib.contextmanager
@@ -144,7 +151,7 @@ async def run_one(
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
         try:
             pods = await rr.deploy(api, ns, "web", n)
-            op: OperatorProcess | BareProcess
+            op: OperatorProcess | BareProcess | None = None
             if contender == "operator":
                 op = OperatorProcess(
                     kubeconfig=cluster.kubeconfig,
@@ -153,25 +160,29 @@ async def run_one(
                     store_url=f"sqlite:///{workdir / f'journal-{n}.sqlite'}",
                     extra_args=("--log-level", "WARNING"),
                 ).start()
-            else:
+            elif contender == "bare":
                 op = BareProcess(cluster.kubeconfig, ns)
-            assert op.proc is not None
+            pid = op.proc.pid if op is not None and op.proc is not None else os.getpid()
             plane = control_plane_pids()
             try:
                 created: dict[str, float] = {}
-                gate = asyncio.Semaphore(100)  # the client's own limit, not the operator's
+                # The creating client's own limit, not the operator's.
+                gate = asyncio.Semaphore(CLIENT_CONCURRENCY if op is None else 100)
+                unbounded = asyncio.Semaphore(n)
 
                 async def create(i: int, pod: client.V1Pod) -> None:
                     async with gate:
-                        await rr.create_request(
-                            api, ns, f"r{i}", {"target": {"name": pod.metadata.name}}
-                        )
-                        created[f"r{i}"] = time.time()
+                        name, spec = f"r{i}", {"target": {"name": pod.metadata.name}}
+                        await rr.create_request(api, ns, name, spec)
+                        created[name] = time.time()
+                        if op is None:  # the client serves its own request at once
+                            body = {"metadata": {"name": name}, "spec": spec}
+                            await bare_restart.consume(api, ns, body, unbounded)
 
                 watching = asyncio.Event()
                 acks = asyncio.create_task(_all_acknowledged(api, ns, n, watching))
                 await watching.wait()
-                cpu_before = proc_cpu_seconds(op.proc.pid)
+                cpu_before = proc_cpu_seconds(pid)
                 plane_before = cpu_by_name(plane)
                 start = time.time()
                 await asyncio.gather(*(create(i, p) for i, p in enumerate(pods)))
@@ -180,11 +191,12 @@ async def run_one(
                     max(rr.parse_time(b["status"]["acknowledgedAt"]).timestamp() for b in bodies)
                     - start
                 )
-                cpu = proc_cpu_seconds(op.proc.pid) - cpu_before
+                cpu = proc_cpu_seconds(pid) - cpu_before
                 plane_after = cpu_by_name(plane)
-                rss = proc_peak_rss_mib(op.proc.pid)
+                rss = proc_peak_rss_mib(pid) if op is not None else float("nan")
             finally:
-                op.stop()
+                if op is not None:
+                    op.stop()
             latencies = [
                 rr.parse_time(b["status"]["acknowledgedAt"]).timestamp()
                 - created[b["metadata"]["name"]]
@@ -245,14 +257,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, action="append", help="requests per round (repeatable)")
     parser.add_argument(
-        "--contender", choices=["operator", "bare", "both"], default="both", help="what to run"
+        "--contender",
+        choices=["operator", "bare", "client"],
+        action="append",
+        help="what to run (repeatable; default: all three)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     args = parser.parse_args()
     if args.rounds < 1 or any(n < 1 for n in args.n or ()):
         parser.error("--rounds and --n must be at least 1")
     sizes = args.n or [100, 1000]
-    contenders = ["bare", "operator"] if args.contender == "both" else [args.contender]
+    contenders = args.contender or ["client", "bare", "operator"]
     with ensure_cluster() as cluster:
         cluster.kubectl("apply", "-f", str(REPO / "crds" / "restartrequest.yaml"))
         cluster.kubectl(
@@ -287,16 +302,20 @@ def main() -> None:
         )
     by = {(r["who"], r["n"]): r for r in rows}
     for n in sizes:
-        if ("operator", n) in by and ("bare", n) in by:
-            o, b = by["operator", n], by["bare", n]
-            bares = [r for r in runs if (r["who"], r["n"]) == ("bare", n)]
+        for base in ("client", "bare"):
+            if ("operator", n) not in by or (base, n) not in by:
+                continue
+            o, b = by["operator", n], by[base, n]
+            bases = [r for r in runs if (r["who"], r["n"]) == (base, n)]
             operators = [r for r in runs if (r["who"], r["n"]) == ("operator", n)]
-            pairs = zip(operators, bares, strict=True)
-            each = ", ".join(f"{float(x['wall']) / float(y['wall']):.2f}" for x, y in pairs)
+            pairs = list(zip(operators, bases, strict=True))
+            p50s = ", ".join(f"{float(x['p50']) / float(y['p50']):.2f}" for x, y in pairs)
+            walls = ", ".join(f"{float(x['wall']) / float(y['wall']):.2f}" for x, y in pairs)
             print(
-                f"N={n}: operator / bare:  p50 {float(o['p50']) / float(b['p50']):.2f}  "
+                f"N={n}: operator / {base}:  p50 {float(o['p50']) / float(b['p50']):.2f}  "
                 f"p99 {float(o['p99']) / float(b['p99']):.2f}  "
-                f"wall {float(o['wall']) / float(b['wall']):.2f}  (wall, round by round: {each})"
+                f"wall {float(o['wall']) / float(b['wall']):.2f}  "
+                f"(round by round: p50 {p50s}; wall {walls})"
             )
 
 

@@ -59,6 +59,9 @@ class FakeTargets:
     log: list[str]
     candidates: list[Candidate] = attrs.Factory(list)
     find_error: Exception | None = None
+    find_errors: list[Exception] = attrs.Factory(list)
+    """Raised by the next find() calls, one each, before find_error applies."""
+    on_ready: Hook | None = None
     failures: dict[str, Exception] = attrs.Factory(dict)
     """Target name -> the error its restart raises."""
     on_restart: Hook | None = None
@@ -76,6 +79,8 @@ class FakeTargets:
 
     async def find(self, *, namespace: str, spec: RestartSpec) -> list[Candidate]:
         self.find_calls += 1
+        if self.find_errors:
+            raise self.find_errors.pop(0)
         if self.find_error is not None:
             raise self.find_error
         return list(self.candidates)
@@ -109,6 +114,8 @@ class FakeTargets:
         self.ready_calls.append(
             {"restarted": [t.name for t in restarted], "expected": expected, "within": within}
         )
+        if self.on_ready is not None:
+            await self.on_ready()
         return self.ready
 
 

@@ -128,48 +128,6 @@ def _selector(*expressions: dict[str, Any], **labels: str) -> LabelSelector:
     return LabelSelector.from_spec(raw)
 
 
-@pytest.mark.parametrize(
-    ("selector", "matching", "not_matching"),
-    [
-        pytest.param(
-            _selector(app="web", tier="front"),
-            {"app": "web", "tier": "front", "extra": "x"},
-            {"app": "web"},
-            id="matchLabels",
-        ),
-        pytest.param(
-            _selector({"key": "env", "operator": "In", "values": ["prod", "stage"]}),
-            {"env": "stage"},
-            {"env": "dev"},
-            id="In",
-        ),
-        pytest.param(
-            _selector({"key": "env", "operator": "NotIn", "values": ["prod"]}),
-            {},
-            {"env": "prod"},
-            id="NotIn",
-        ),
-        pytest.param(
-            _selector({"key": "canary", "operator": "Exists"}),
-            {"canary": ""},
-            {"app": "web"},
-            id="Exists",
-        ),
-        pytest.param(
-            _selector({"key": "canary", "operator": "DoesNotExist"}),
-            {"app": "web"},
-            {"canary": "yes"},
-            id="DoesNotExist",
-        ),
-    ],
-)
-def test_selector_matches(
-    selector: LabelSelector, matching: dict[str, str], not_matching: dict[str, str]
-) -> None:
-    assert selector.matches(matching)
-    assert not selector.matches(not_matching)
-
-
 def test_selector_to_query_covers_every_operator() -> None:
     selector = _selector(
         {"key": "env", "operator": "In", "values": ["prod", "stage"]},

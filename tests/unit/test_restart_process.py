@@ -7,7 +7,6 @@ acknowledgement back from raw status."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -214,55 +213,6 @@ async def test_reporter_sees_the_plan_first_and_one_acknowledgement_last(world: 
     (plan,) = world.reporter.planned_plans
     assert [t.outcome for t in plan.targets] == [Outcome.PENDING] * 3
     assert sorted(r.name for r in world.reporter.finished) == ["web-a", "web-b", "web-c"]
-
-
-def _status(phase: str, **extra: Any) -> dict[str, Any]:
-    rows = [
-        _row("web-a", Outcome.RESTARTED).to_status(),
-        _row("web-b", Outcome.PENDING).to_status(),
-    ]
-    return {"phase": phase, "targets": rows, **extra}
-
-
-@pytest.mark.parametrize("phase", ["Running", "Pending"])
-def test_prior_plan_is_read_from_an_unfinished_status(phase: str) -> None:
-    plan = process.prior_plan(
-        _status(phase, target="Pod app=web", matched=7), description="ignored"
-    )
-    assert plan is not None
-    assert [(t.name, t.outcome) for t in plan.pending] == [("web-b", Outcome.PENDING)]
-    assert len(plan.targets) == 2
-    assert (plan.description, plan.matched) == ("Pod app=web", 7)
-
-
-def test_prior_plan_defaults_description_and_matched() -> None:
-    plan = process.prior_plan(_status("Running"), description="Pod app=web")
-    assert plan is not None
-    assert (plan.description, plan.matched) == ("Pod app=web", 2)
-
-
-@pytest.mark.parametrize(
-    "status",
-    [{}, {"phase": "Running"}, _status("Succeeded"), _status("Failed")],
-    ids=["empty", "no-targets", "succeeded", "failed"],
-)
-def test_no_prior_plan(status: dict[str, Any]) -> None:
-    assert process.prior_plan(status, description="Pod app=web") is None
-
-
-@pytest.mark.parametrize(
-    ("conditions", "expected"),
-    [
-        ([{"type": "Saved", "status": "True"}, {"type": "Acknowledged", "status": "True"}], True),
-        ([{"type": "Acknowledged", "status": "False", "reason": "InProgress"}], False),
-        ([{"type": "Saved", "status": "True"}], False),
-        (None, False),
-    ],
-    ids=["acknowledged", "in-progress", "other-condition", "none"],
-)
-def test_is_acknowledged(conditions: list[dict[str, str]] | None, expected: bool) -> None:
-    status = {} if conditions is None else {"conditions": conditions}
-    assert process.is_acknowledged(status) is expected
 
 
 async def test_cancellation_hands_back_what_is_done_and_leaves_the_rest_pending(

@@ -15,8 +15,8 @@ import sqlite3
 import attrs
 
 from mandrill.adapters.sqlite import LazyConnection
+from mandrill.domain import timestamps
 from mandrill.domain.errors import StoreError
-from mandrill.domain.restart.models import timestamp
 from mandrill.domain.restart.process import JournalEntry
 
 SCHEMA = """
@@ -55,7 +55,7 @@ class SqliteJournal:
             entry.request.generation,
             json.dumps(dict(entry.spec), sort_keys=True),
             json.dumps([t.to_status() for t in entry.targets]),
-            timestamp(entry.received),
+            timestamps.format(entry.received),
         )
         try:
             await db.execute(

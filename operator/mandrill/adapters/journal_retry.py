@@ -2,17 +2,17 @@
 
 A request acknowledged with Saved=False keeps everything a journal row needs
 in the cluster: its spec, and its plan in status. So the backlog lives there,
-not in memory: the operator watches for such requests (also right after it
-starts, when it lists them all), and for each keeps one task that retries the
-save with backoff until it succeeds, then flips the condition to
-Saved=True (reason SavedOnRetry). A crash loses nothing; the next instance
-finds the same requests and carries on. The write itself is idempotent.
+not in memory: whenever the operator sees such a request (its events, the
+listing at start-up, every resync) it keeps one task per request in the task
+registry that retries the save with backoff until it succeeds, then flips
+the condition to Saved=True (reason SavedOnRetry). A crash loses nothing; the
+next instance finds the same requests and carries on. The write itself is
+idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -23,83 +23,71 @@ from kubernetes_asyncio.client import ApiClient
 
 from mandrill import resources
 from mandrill.adapters import kube
-from mandrill.adapters.journal import SqliteJournal
+from mandrill.domain import timestamps
 from mandrill.domain.errors import PermanentError, StoreError, TransientError
-from mandrill.domain.restart.models import RequestRef, TargetResult, parse_timestamp
-from mandrill.domain.restart.process import JournalEntry
+from mandrill.domain.restart import status
+from mandrill.domain.restart.models import RequestRef
+from mandrill.domain.restart.process import Journal, JournalEntry
+from mandrill.supervision import TaskRegistry
 
 log = logging.getLogger(__name__)
 
 
-def unsaved(status: Mapping[str, Any]) -> bool:
-    """Acknowledged, but its journal write failed."""
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
-    return conditions.get("Acknowledged") == "True" and conditions.get("Saved") == "False"
-
-
 def entry_from(body: Mapping[str, Any]) -> JournalEntry:
-    """Rebuild the journal entry from the request itself."""
-    meta, status = body["metadata"], body.get("status") or {}
+    """Rebuild the journal entry from the request itself; InvalidStatus if unreadable."""
+    raw = body.get("status") or {}
     return JournalEntry(
-        request=RequestRef(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            uid=meta["uid"],
-            generation=int(meta.get("generation") or 1),
-        ),
+        request=RequestRef.from_body(body),
         spec=dict(body.get("spec") or {}),
-        targets=tuple(TargetResult.from_status(t) for t in status.get("targets") or ()),
-        received=parse_timestamp(status.get("startedAt")) or datetime.datetime.now(datetime.UTC),
+        targets=status.targets_of(raw),
+        received=timestamps.parse(raw.get("startedAt")) or timestamps.now(),
     )
 
 
 @attrs.define
 class JournalRetrier:
     api: ApiClient
-    journal: SqliteJournal
+    journal: Journal
+    tasks: TaskRegistry
     first_delay: float = 2.0
     max_delay: float = 300.0
-    _tasks: dict[str, asyncio.Task[None]] = attrs.Factory(dict)
 
     def schedule(self, body: Mapping[str, Any]) -> None:
         uid = body["metadata"]["uid"]
-        if uid in self._tasks and not self._tasks[uid].done():
-            return
-        self._tasks[uid] = asyncio.create_task(self._retry(entry_from(body), body))
+        if not self.tasks.running(f"journal/{uid}"):
+            self.tasks.spawn(f"journal/{uid}", lambda: self._retry(body))
 
-    async def _retry(self, entry: JournalEntry, body: Mapping[str, Any]) -> None:
-        delay = self.first_delay
+    async def _retry(self, body: Mapping[str, Any]) -> None:
         try:
-            while True:
-                await asyncio.sleep(delay)
-                try:
-                    await self.journal.save(entry)
-                except StoreError as e:
-                    log.info("journal still unavailable for %s: %s", entry.request.name, e)
-                    delay = min(delay * 2, self.max_delay)
-                    continue
-                await self._mark_saved(entry.request, body)
-                log.info("saved %s/%s to the journal on retry", *_name(entry.request))
-                return
+            entry = entry_from(body)
+        except status.InvalidStatus as e:
+            log.warning("cannot journal %s: %s", body["metadata"].get("name"), e)
+            return
+        delay = self.first_delay
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.journal.save(entry)
+            except StoreError as e:
+                log.info("journal still unavailable for %s: %s", entry.request.name, e)
+                delay = min(delay * 2, self.max_delay)
+                continue
+            break
+        try:
+            await self._mark_saved(entry.request, body)
         except (PermanentError, TransientError) as e:
+            # Saved in the journal, not yet in status: the next resync saves again
+            # (a no-op) and marks it then.
             log.warning("could not mark %s saved: %s", entry.request.name, e)
-        finally:
-            self._tasks.pop(entry.request.uid, None)
+            return
+        log.info("saved %s/%s to the journal on retry", entry.request.namespace, entry.request.name)
 
     async def _mark_saved(self, request: RequestRef, body: Mapping[str, Any]) -> None:
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        conditions = [
-            c
-            if c.get("type") != "Saved"
-            else {
-                **c,
-                "status": "True",
-                "reason": "SavedOnRetry",
-                "message": "written to the journal after the store came back",
-                "lastTransitionTime": now,
-            }
-            for c in (body.get("status") or {}).get("conditions") or ()
-        ]
+        patch = status.saved_on_retry(
+            (body.get("status") or {}).get("conditions") or (),
+            request=request,
+            now=timestamps.now(),
+        )
         custom = client.CustomObjectsApi(self.api)
         await kube.call(
             lambda: custom.patch_namespaced_custom_object_status(
@@ -108,20 +96,9 @@ class JournalRetrier:
                 request.namespace,
                 resources.RESTART_REQUESTS,
                 request.name,
-                {"status": {"conditions": conditions}},
+                {"status": patch},
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
             ),
             what="mark RestartRequest saved",
             passthrough=frozenset(),
         )
-
-    async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-
-
-def _name(request: RequestRef) -> tuple[str, str]:
-    return request.namespace, request.name

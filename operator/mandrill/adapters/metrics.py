@@ -8,6 +8,9 @@ counters end in _total, durations are in seconds.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import prometheus_client as prom
 
 from mandrill.domain.crawl.models import PageResult
@@ -31,6 +34,26 @@ REQUEST_DURATION = prom.Histogram(
 RESTARTS = prom.Counter(
     "mandrill_restarts_total", "Targets handled, by strategy and outcome", ["strategy", "outcome"]
 )
+REQUEST_ERRORS = prom.Counter(
+    "mandrill_restart_request_errors_total",
+    "Unexpected errors while handling a RestartRequest (each attempt; InternalError after a few)",
+)
+REQUESTS_RESYNCED = prom.Counter(
+    "mandrill_restart_requests_resynced_total",
+    "Unacknowledged RestartRequests the periodic resync found that no event had brought",
+)
+REQUESTS_QUEUED = prom.Gauge(
+    "mandrill_restart_requests_queued", "RestartRequests waiting for a free slot"
+)
+EVENTS_DROPPED = prom.Counter(
+    "mandrill_events_dropped_total",
+    "Kubernetes Events not posted (queue full, or the Events API refused them)",
+)
+BACKGROUND_FAILURES = prom.Counter(
+    "mandrill_background_task_failures_total",
+    "Background tasks (TTL deletions, journal retries, retries) that ended with an error",
+    ["group"],
+)
 CRAWL_PAGES = prom.Counter("mandrill_crawl_pages_total", "Crawled URLs, by outcome", ["outcome"])
 CRAWL_LINKS = prom.Counter("mandrill_crawl_links_total", "Links found on crawled pages")
 CRAWL_ERRORS = prom.Counter("mandrill_crawl_errors_total", "Crawl failures, by kind", ["kind"])
@@ -40,6 +63,37 @@ CRAWL_FETCH = prom.Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 CRAWLS_RUNNING = prom.Gauge("mandrill_crawls_running", "CrawlJobs being crawled right now")
+
+
+class RestartObserver:
+    """The restart service's `Observer`, on the collectors above."""
+
+    def consumed(self) -> None:
+        REQUESTS_CONSUMED.inc()
+
+    def acknowledged(self, phase: str) -> None:
+        REQUESTS_ACKNOWLEDGED.labels(phase).inc()
+
+    def restarted(self, strategy: str, outcome: str) -> None:
+        RESTARTS.labels(strategy, outcome).inc()
+
+    def internal_error(self) -> None:
+        REQUEST_ERRORS.inc()
+
+    def resynced(self, stranded: int) -> None:
+        REQUESTS_RESYNCED.inc(stranded)
+
+    def queued(self, waiting: int) -> None:
+        REQUESTS_QUEUED.set(waiting)
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        with REQUESTS_IN_FLIGHT.track_inprogress(), REQUEST_DURATION.time():
+            yield
+
+
+def background_failed(group: str) -> None:
+    BACKGROUND_FAILURES.labels(group).inc()
 
 
 def page_crawled(result: PageResult) -> None:

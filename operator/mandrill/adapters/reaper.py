@@ -1,8 +1,11 @@
 """Deletes finished RestartRequests once their ttlSecondsAfterFinished has passed.
 
-One sleeping task per request, scheduled on acknowledgement and again when the
-operator starts (resume), so a restart of the operator loses no deadline.
-No finalizers are involved: a request can always be deleted by hand.
+One sleeping task per request in the operator's task registry, scheduled on
+acknowledgement and again whenever the request is seen finished (on start-up
+and on every resync), so a restart of the operator loses no deadline and
+scheduling twice is a no-op. No finalizers are involved: a request can always
+be deleted by hand. The deletion carries the request's UID as a precondition,
+so a request of the same name made anew is never reaped by mistake.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
 from mandrill.adapters import kube
+from mandrill.domain import timestamps
 from mandrill.domain.errors import PermanentError, TransientError
+from mandrill.domain.restart.models import RequestRef
+from mandrill.supervision import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -26,45 +32,34 @@ log = logging.getLogger(__name__)
 @attrs.define
 class Reaper:
     api: ApiClient
-    _tasks: dict[str, asyncio.Task[None]] = attrs.Factory(dict)
+    tasks: TaskRegistry
 
-    def schedule(self, *, namespace: str, name: str, uid: str, due: datetime.datetime) -> None:
-        if uid in self._tasks and not self._tasks[uid].done():
-            return
-        self._tasks[uid] = asyncio.create_task(self._reap(namespace, name, uid, due))
+    def schedule(self, request: RequestRef, *, due: datetime.datetime) -> None:
+        self.tasks.spawn(f"ttl/{request.uid}", lambda: self._reap(request, due))
 
-    async def _reap(self, namespace: str, name: str, uid: str, due: datetime.datetime) -> None:
-        delay = (due - datetime.datetime.now(datetime.UTC)).total_seconds()
+    async def _reap(self, request: RequestRef, due: datetime.datetime) -> None:
+        delay = (due - timestamps.now()).total_seconds()
         if delay > 0:
             await asyncio.sleep(delay)
         custom = client.CustomObjectsApi(self.api)
-        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=request.uid))
+        ns, name = request.namespace, request.name
         try:
             await kube.call(
                 lambda: custom.delete_namespaced_custom_object(
                     resources.GROUP,
                     resources.VERSION,
-                    namespace,
+                    ns,
                     resources.RESTART_REQUESTS,
                     name,
                     body=body,
                 ),
-                what=f"delete RestartRequest {namespace}/{name} after its TTL",
+                what=f"delete RestartRequest {ns}/{name} after its TTL",
             )
-            log.info(
-                "deleted RestartRequest %s/%s: ttlSecondsAfterFinished passed", namespace, name
-            )
+            log.info("deleted RestartRequest %s/%s: ttlSecondsAfterFinished passed", ns, name)
         except ApiException as e:
-            if e.status not in (404, 409):
+            if e.status not in (404, 409):  # gone already, or made anew: nothing to reap
                 raise
         except (PermanentError, TransientError) as e:
-            log.warning("could not delete %s/%s after its TTL: %s", namespace, name, e)
-        finally:
-            self._tasks.pop(uid, None)
-
-    async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+            # The next resync schedules it again.
+            log.warning("could not delete %s/%s after its TTL: %s", ns, name, e)

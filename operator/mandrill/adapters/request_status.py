@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -28,18 +28,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
 from mandrill.adapters import kube
-from mandrill.adapters.restart_targets import EventSink
+from mandrill.adapters.restart_requests import read_request
+from mandrill.domain import timestamps
+from mandrill.domain.conditions import Condition
 from mandrill.domain.errors import PermanentError, TransientError
-from mandrill.domain.restart import process
-from mandrill.domain.restart.models import (
-    Outcome,
-    Phase,
-    Plan,
-    RequestRef,
-    StepResult,
-    TargetResult,
-    timestamp,
-)
+from mandrill.domain.events import EventSink, EventType
+from mandrill.domain.restart import process, status
+from mandrill.domain.restart.models import Outcome, Phase, Plan, RequestRef, TargetResult
 from mandrill.domain.restart.process import FinalOutcome
 
 PROGRESS_INTERVAL = 1.0
@@ -47,82 +42,6 @@ PROGRESS_INTERVAL = 1.0
 
 class _Conflict(Exception):
     """A conditional status patch lost the race: someone wrote in between."""
-
-
-def condition(
-    kind: str, step: StepResult | bool, *, generation: int, now: datetime.datetime
-) -> dict[str, Any]:
-    """A standard metav1.Condition."""
-    if isinstance(step, bool):
-        step = StepResult(ok=step, reason=kind, message="")
-    return {
-        "type": kind,
-        "status": "True" if step.ok else "False",
-        "reason": step.reason,
-        "message": step.message,
-        "observedGeneration": generation,
-        "lastTransitionTime": now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-def counts(targets: tuple[TargetResult, ...] | list[TargetResult]) -> dict[str, int]:
-    return {
-        "restarted": sum(1 for t in targets if t.outcome is Outcome.RESTARTED),
-        "skipped": sum(1 for t in targets if t.outcome is Outcome.SKIPPED),
-        "failed": sum(1 for t in targets if t.outcome in (Outcome.FAILED, Outcome.BLOCKED)),
-    }
-
-
-def final_status(
-    outcome: FinalOutcome, *, generation: int, now: datetime.datetime
-) -> dict[str, Any]:
-    """The acknowledging patch: phase, conditions, every target's result, counters."""
-    conditions = [
-        condition("Saved", outcome.saved, generation=generation, now=now),
-        condition("Restarted", outcome.restarted, generation=generation, now=now),
-    ]
-    if outcome.ready is not None:
-        conditions.append(condition("Ready", outcome.ready, generation=generation, now=now))
-    conditions.append(
-        condition(
-            "Acknowledged",
-            StepResult(ok=True, reason="Acknowledged", message=f"phase {outcome.phase}"),
-            generation=generation,
-            now=now,
-        )
-    )
-    return {
-        "phase": str(outcome.phase),
-        "reason": outcome.reason,
-        "message": outcome.message,
-        "observedGeneration": generation,
-        "conditions": conditions,
-        "targets": [t.to_status() for t in outcome.targets],
-        **counts(outcome.targets),
-        "finishedAt": timestamp(outcome.finished),
-        "acknowledgedAt": timestamp(now),
-    }
-
-
-async def read_request(api: ApiClient, request: RequestRef) -> dict[str, Any]:
-    """The request as the API server has it now; PermanentError("Gone") if deleted."""
-    custom = client.CustomObjectsApi(api)
-    try:
-        body: dict[str, Any] = await kube.call(
-            lambda: custom.get_namespaced_custom_object(
-                resources.GROUP,
-                resources.VERSION,
-                request.namespace,
-                resources.RESTART_REQUESTS,
-                request.name,
-            ),
-            what="read RestartRequest",
-        )
-    except ApiException as e:
-        raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
-    if body["metadata"]["uid"] != request.uid:
-        raise PermanentError("Gone", "the RestartRequest was deleted and created anew")
-    return body
 
 
 @attrs.define
@@ -135,16 +54,25 @@ class RequestStatus:
     """The request as kopf saw it: the object Events are attached to."""
     events: EventSink
     attempts: int
+    clock: Callable[[], datetime.datetime] = timestamps.now
     _targets: dict[str, TargetResult] = attrs.Factory(dict)
+    _conditions: list[Condition] | None = None
+    """The conditions as last written (or as kopf saw them): each write sends the full list."""
     _dirty: bool = False
     _flusher: asyncio.Task[None] | None = None
 
+    @property
+    def conditions(self) -> list[Condition]:
+        if self._conditions is None:
+            self._conditions = list((self.body.get("status") or {}).get("conditions") or ())
+        return self._conditions
+
     async def _patch(
-        self, status: Mapping[str, Any], *, resource_version: str | None = None
+        self, patch: status.RestartStatus, *, resource_version: str | None = None
     ) -> None:
         """Merge-patch the status; with `resource_version`, only if nobody wrote since."""
         custom = client.CustomObjectsApi(self.api)
-        body: dict[str, Any] = {"status": status}
+        body: dict[str, Any] = {"status": patch}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
@@ -164,11 +92,13 @@ class RequestStatus:
             if e.status == 409 and resource_version is not None:
                 raise _Conflict from e
             raise PermanentError("Gone", "the RestartRequest was deleted meanwhile") from e
+        if "conditions" in patch:
+            self._conditions = list(patch["conditions"])
 
     async def _read(self) -> dict[str, Any]:
         return await read_request(self.api, self.request)
 
-    def _event(self, kind: str, reason: str, message: str) -> None:
+    def _event(self, kind: EventType, reason: str, message: str) -> None:
         self.events(self.body, kind, reason, message)
 
     async def planned(self, plan: Plan, *, started: datetime.datetime) -> Plan:
@@ -183,10 +113,11 @@ class RequestStatus:
         # the handler runs, so it is usually current); read only after a conflict.
         current: Mapping[str, Any] = self.body
         for _ in range(5):
-            theirs = process.prior_plan(current.get("status") or {}, description=plan.description)
+            theirs = status.prior_plan(current.get("status") or {}, description=plan.description)
             if theirs is not None:
                 self._targets = {t.key: t for t in theirs.targets}
                 return theirs
+            self._conditions = list((current.get("status") or {}).get("conditions") or ())
             try:
                 await self._record_plan(
                     plan, started=started, resource_version=current["metadata"]["resourceVersion"]
@@ -201,32 +132,19 @@ class RequestStatus:
         self, plan: Plan, *, started: datetime.datetime, resource_version: str
     ) -> None:
         self._targets = {t.key: t for t in plan.targets}
-        now = datetime.datetime.now(datetime.UTC)
-        await self._patch(
-            {
-                "phase": str(Phase.RUNNING),
-                "target": plan.description,
-                "matched": plan.matched,
-                "targets": [t.to_status() for t in plan.targets],
-                **counts(plan.targets),
-                "startedAt": timestamp(started),
-                "attempts": self.attempts,
-                "observedGeneration": self.request.generation,
-                "conditions": [
-                    condition(
-                        "Acknowledged",
-                        StepResult(False, "InProgress", "planned, restarting"),
-                        generation=self.request.generation,
-                        now=now,
-                    )
-                ],
-            },
-            resource_version=resource_version,
+        patch = status.planned(
+            plan,
+            started=started,
+            attempt=self.attempts,
+            request=self.request,
+            current=self.conditions,
+            now=self.clock(),
         )
+        await self._patch(patch, resource_version=resource_version)
 
     async def resumed(self, plan: Plan) -> None:
         self._targets = {t.key: t for t in plan.targets}
-        await self._patch({"attempts": self.attempts})
+        await self._patch(status.RestartStatus(attempts=self.attempts))
         self._event(
             "Normal",
             "Resumed",
@@ -250,40 +168,33 @@ class RequestStatus:
             rows = list(self._targets.values())
             # Progress is best effort: the final patch carries everything.
             with contextlib.suppress(Exception):
-                await self._patch({"targets": [t.to_status() for t in rows], **counts(rows)})
+                await self._patch(status.progress(rows))
 
     async def handed_back(self, targets: Sequence[TargetResult], *, why: str) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
-        rows = list(targets)
-        pending = sum(1 for t in rows if t.outcome is Outcome.PENDING)
-        message = (
-            f"{why}: {len(rows) - pending} of {len(rows)} targets done, "
-            f"{pending} pending; the next attempt resumes them"
+        patch, message = status.handed_back(
+            list(targets), why=why, request=self.request, current=self.conditions, now=self.clock()
         )
-        await self._patch(
-            {
-                "targets": [t.to_status() for t in rows],
-                **counts(rows),
-                "message": message,
-                "conditions": [
-                    condition(
-                        "Acknowledged",
-                        StepResult(False, "HandedBack", message),
-                        generation=self.request.generation,
-                        now=datetime.datetime.now(datetime.UTC),
-                    )
-                ],
-            }
-        )
+        await self._patch(patch)
         self._event("Normal", "HandedBack", message)
 
     async def acknowledge(self, outcome: FinalOutcome) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.wait([self._flusher])
-        now = datetime.datetime.now(datetime.UTC)
-        await self._patch(final_status(outcome, generation=self.request.generation, now=now))
+        patch = status.final(
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            targets=outcome.targets,
+            steps=outcome.steps,
+            finished=outcome.finished,
+            request=self.request,
+            current=self.conditions,
+            now=self.clock(),
+        )
+        await self._patch(patch)
         if not outcome.saved.ok and outcome.saved != process.NOT_ATTEMPTED:
             # A journal that was down; a rejected request's Failed Warning says it all.
             self._event("Warning", "NotSaved", f"{outcome.saved.reason}: {outcome.saved.message}")

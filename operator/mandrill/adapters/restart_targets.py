@@ -26,7 +26,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
 from mandrill.adapters import kube
+from mandrill.domain import timestamps
 from mandrill.domain.errors import PermanentError, TransientError
+from mandrill.domain.events import EventSink
 from mandrill.domain.restart.models import (
     Candidate,
     Kind,
@@ -38,12 +40,7 @@ from mandrill.domain.restart.models import (
     StepResult,
     Strategy,
     TargetResult,
-    parse_timestamp,
 )
-
-EventSink = Callable[[Mapping[str, Any], str, str, str], None]
-"""(involved object body, type, reason, message): posts a Kubernetes Event."""
-
 
 Obj = Mapping[str, Any]
 """A Kubernetes object as the API server sent it (JSON)."""
@@ -91,7 +88,7 @@ def _pod_ready(pod: Obj) -> bool:
 
 
 def _created(obj: Obj) -> datetime.datetime:
-    created = parse_timestamp(_meta(obj).get("creationTimestamp"))
+    created = timestamps.parse(_meta(obj).get("creationTimestamp"))
     return created or datetime.datetime.now(datetime.UTC)
 
 

@@ -39,7 +39,7 @@ async def start(
     # only well after that, still inside the pod's termination grace period.
     settings.queueing.exit_timeout = config.drain_timeout
     settings.process.ultimate_exiting_timeout = config.drain_timeout + 15
-    memo.services = await wiring.start(config)
+    memo.services = await wiring.start(config, draining=memo.draining)
     if config.metrics_port:
         try:
             metrics.serve(config.metrics_port)
@@ -50,4 +50,6 @@ async def start(
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    await wiring.stop(getattr(memo, "services", None))
+    """Drain the requests in flight (the drain timeout), then close everything in order."""
+    config: Settings = memo.config
+    await wiring.stop(getattr(memo, "services", None), drain_timeout=config.drain_timeout)

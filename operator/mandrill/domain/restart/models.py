@@ -11,9 +11,11 @@ import datetime
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import attrs
+
+from mandrill.domain import timestamps
 
 
 class InvalidSpec(ValueError):
@@ -78,19 +80,6 @@ class Requirement:
     """In, NotIn, Exists or DoesNotExist."""
     values: tuple[str, ...] = ()
 
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.operator == "In":
-            return labels.get(self.key) in self.values
-        if self.operator == "NotIn":
-            return labels.get(self.key) not in self.values
-        if self.operator == "Exists":
-            return self.key in labels
-        if self.operator == "DoesNotExist":
-            return self.key not in labels
-        raise InvalidSpec(
-            f"selector operator {self.operator!r} is not In, NotIn, Exists or DoesNotExist"
-        )
-
 
 @attrs.frozen
 class LabelSelector:
@@ -114,11 +103,6 @@ class LabelSelector:
         if not selector.match_labels and not selector.match_expressions:
             raise InvalidSpec("target.selector is empty: it would match everything")
         return selector
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
-            e.matches(labels) for e in self.match_expressions
-        )
 
     def to_query(self) -> str:
         """The selector in the API's `labelSelector` query syntax."""
@@ -223,6 +207,19 @@ class Candidate:
     """For workloads: the request UID in the pod template's restarted-by annotation."""
 
 
+class TargetRow(TypedDict, total=False):
+    """One row of status.targets (and of the journal's copy of them)."""
+
+    kind: str
+    name: str
+    uid: str
+    action: str
+    outcome: str
+    message: str
+    started: str
+    finished: str
+
+
 @attrs.frozen
 class TargetResult:
     """One target of a request and what happened to it; one row of status.targets."""
@@ -242,19 +239,19 @@ class TargetResult:
         """The idempotency key: a restart is done at most once per key."""
         return target_key(self.kind, self.uid)
 
-    def to_status(self) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "kind": str(self.kind),
-            "name": self.name,
-            "uid": self.uid,
-            "action": self.action,
-            "outcome": str(self.outcome),
-            "message": self.message,
-        }
+    def to_status(self) -> TargetRow:
+        row = TargetRow(
+            kind=str(self.kind),
+            name=self.name,
+            uid=self.uid,
+            action=self.action,
+            outcome=str(self.outcome),
+            message=self.message,
+        )
         if self.started is not None:
-            row["started"] = _timestamp(self.started)
+            row["started"] = timestamps.format(self.started)
         if self.finished is not None:
-            row["finished"] = _timestamp(self.finished)
+            row["finished"] = timestamps.format(self.finished)
         return row
 
     @classmethod
@@ -266,8 +263,8 @@ class TargetResult:
             action=row.get("action", ""),
             outcome=Outcome(row["outcome"]),
             message=row.get("message", ""),
-            started=parse_timestamp(row.get("started")),
-            finished=parse_timestamp(row.get("finished")),
+            started=timestamps.parse(row.get("started")),
+            finished=timestamps.parse(row.get("finished")),
         )
 
 
@@ -285,6 +282,16 @@ class RequestRef:
     name: str
     uid: str
     generation: int = 1
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RequestRef:
+        meta = body["metadata"]
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation") or 1),
+        )
 
 
 @attrs.frozen
@@ -311,21 +318,6 @@ class StepResult:
     ok: bool
     reason: str
     message: str
-
-
-def _timestamp(value: datetime.datetime) -> str:
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_timestamp(value: str | None) -> datetime.datetime | None:
-    if not value:
-        return None
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def timestamp(value: datetime.datetime) -> str:
-    """RFC 3339 with microseconds, as status fields carry them."""
-    return _timestamp(value)
 
 
 def unique_by_key(targets: Sequence[TargetResult]) -> tuple[TargetResult, ...]:

@@ -104,6 +104,16 @@ class FinalOutcome:
     ready: StepResult | None
     finished: datetime.datetime
 
+    @property
+    def steps(self) -> tuple[tuple[str, StepResult], ...]:
+        """The conditions this outcome sets, in the order they are listed."""
+        steps = (("Saved", self.saved), ("Restarted", self.restarted))
+        return steps if self.ready is None else (*steps, ("Ready", self.ready))
+
+
+def _no_wait() -> contextlib.AbstractAsyncContextManager[Any]:
+    return contextlib.nullcontext()
+
 
 @attrs.frozen
 class Context:
@@ -116,6 +126,8 @@ class Context:
     """Bounds restarts across all requests of this operator."""
     denied_namespaces: Collection[str]
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    waiting: Callable[[], contextlib.AbstractAsyncContextManager[Any]] = _no_wait
+    """Entered while the request only waits (for Ready): the caller may lend its slot out."""
 
 
 async def consume(
@@ -185,13 +197,14 @@ async def consume(
     ready = None
     done = [r for r in results if r.outcome is Outcome.RESTARTED]
     if spec.wait_for_ready and done:
-        ready = await ctx.targets.wait_ready(
-            namespace=request.namespace,
-            restarted=done,
-            spec=spec,
-            expected=plan.matched,
-            within=spec.ready_timeout_seconds,
-        )
+        async with ctx.waiting():
+            ready = await ctx.targets.wait_ready(
+                namespace=request.namespace,
+                restarted=done,
+                spec=spec,
+                expected=plan.matched,
+                within=spec.ready_timeout_seconds,
+            )
     outcome = _final(results, saved=saved, restarted=restarted, ready=ready, now=ctx.clock())
     await ctx.reporter.acknowledge(outcome)
     return outcome
@@ -201,14 +214,26 @@ NOT_ATTEMPTED = StepResult(ok=False, reason="NotSaved", message="the request fai
 """The Saved step of a request rejected before its journal write (the retrier saves it later)."""
 
 
-async def reject(*, ctx: Context, reason: str, message: str) -> FinalOutcome:
-    """End the request as Failed before anything was restarted, and acknowledge that."""
+async def reject(
+    *, ctx: Context, reason: str, message: str, targets: Sequence[TargetResult] = ()
+) -> FinalOutcome:
+    """End the request as Failed, and acknowledge that.
+
+    Used before anything was restarted (an invalid spec, a missing target), and
+    when the operator gives up on a request (InternalError): `targets` then
+    are those recorded so far, and any still Pending are reported Failed, so a
+    Failed request never shows work as if it were still to come."""
     step = StepResult(ok=False, reason=reason, message=message)
     outcome = FinalOutcome(
         phase=Phase.FAILED,
         reason=reason,
         message=message,
-        targets=(),
+        targets=tuple(
+            attrs.evolve(t, outcome=Outcome.FAILED, message=f"not attempted: {reason}")
+            if t.outcome is Outcome.PENDING
+            else t
+            for t in targets
+        ),
         saved=NOT_ATTEMPTED,
         restarted=step,
         ready=None,
@@ -350,24 +375,4 @@ def _final(
         restarted=restarted,
         ready=ready,
         finished=now,
-    )
-
-
-def prior_plan(status: Mapping[str, Any], *, description: str) -> Plan | None:
-    """The plan a previous attempt recorded in status, if any."""
-    rows = status.get("targets")
-    if status.get("phase") not in (Phase.RUNNING, Phase.PENDING) or rows is None:
-        return None
-    return Plan(
-        targets=tuple(TargetResult.from_status(r) for r in rows),
-        description=status.get("target") or description,
-        matched=int(status.get("matched", len(rows))),
-    )
-
-
-def is_acknowledged(status: Mapping[str, Any]) -> bool:
-    """True once the final status patch was accepted: nothing is left to do."""
-    return any(
-        c.get("type") == "Acknowledged" and c.get("status") == "True"
-        for c in status.get("conditions") or ()
     )

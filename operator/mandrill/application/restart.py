@@ -1,0 +1,404 @@
+"""RestartRequests, from the moment the operator sees one to its acknowledgement.
+
+This is the one entry point: the kopf handler hands every event's body to
+`RestartService.observe` and returns at once, and the periodic resync hands it
+every request the API server lists. What happens next is decided here, once:
+
+- **Fair and bounded.** Unacknowledged requests wait in a queue ordered by
+  creation time (then arrival), and at most `max_in_flight` are worked on at
+  once, so under a burst the first requests finish first instead of a
+  thousand handlers sharing the CPU and all finishing late. A request that
+  only waits (for its replacements to be Ready) lends its slot out. Handing a
+  request over never waits for another one: the next message is never
+  blocked by one in flight.
+- **Level-triggered.** `resync` lists every request the operator serves and
+  queues each unacknowledged one that this process does not know, so a
+  missed watch event or a dropped handler strands nothing; finished requests
+  found there get their TTL and journal retry scheduled again.
+- **Never a silent stall, never a hot loop.** A TransientError is retried
+  with exponential backoff (after re-reading the request); an unexpected
+  error is logged, counted, and retried a bounded number of times, then the
+  request ends `Failed` with reason `InternalError` and a Warning Event. A
+  retry waits as a task of its own, never occupying a slot, and events our
+  own status patches cause are ignored while a request is queued, in flight
+  or waiting: each request is handled by one path at a time.
+- **Drain.** On shutdown nothing new starts; in-flight requests get the drain
+  timeout, then are cancelled and hand back what is left (domain.restart.
+  process), for the next instance to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import enum
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from mandrill.domain import timestamps
+from mandrill.domain.errors import PermanentError, TransientError
+from mandrill.domain.events import EventSink
+from mandrill.domain.restart import process, status
+from mandrill.domain.restart.models import InvalidSpec, RequestRef, RestartSpec
+from mandrill.supervision import TaskRegistry
+
+log = logging.getLogger(__name__)
+
+Body = Mapping[str, Any]
+
+
+class Requests(Protocol):
+    """RestartRequests as the API server has them."""
+
+    async def read(self, request: RequestRef) -> Body:
+        """The request now; PermanentError("Gone") if it was deleted."""
+
+    async def list_all(self) -> list[Body]:
+        """Every request in the namespaces this operator serves."""
+
+
+class Observer(Protocol):
+    """What the service reports for metrics."""
+
+    def consumed(self) -> None: ...
+    def acknowledged(self, phase: str) -> None: ...
+    def restarted(self, strategy: str, outcome: str) -> None: ...
+    def internal_error(self) -> None: ...
+    def resynced(self, stranded: int) -> None: ...
+    def queued(self, waiting: int) -> None: ...
+    def handling(self) -> contextlib.AbstractContextManager[Any]:
+        """Entered for each attempt: in-flight gauge and duration."""
+
+
+Waiting = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+
+
+class ContextFactory(Protocol):
+    def __call__(
+        self, *, request: RequestRef, body: Body, attempt: int, waiting: Waiting | None
+    ) -> process.Context:
+        """The ports of one attempt at `request` (its reporter knows `body` and `attempt`)."""
+
+
+@attrs.frozen
+class Ports:
+    requests: Requests
+    context: ContextFactory
+    schedule_ttl: Callable[[RequestRef, datetime.datetime], None]
+    save_later: Callable[[Body], None]
+    """Keep retrying the journal write of an acknowledged request with Saved=False."""
+    events: EventSink
+    observer: Observer
+    tasks: TaskRegistry
+
+
+class State(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    """Backing off before a retry."""
+
+
+@attrs.define
+class Entry:
+    ref: RequestRef
+    body: Body
+    state: State = State.QUEUED
+    reread: bool = False
+    """Read the request again before the next attempt (after a backoff)."""
+    failures: int = 0
+    """Unexpected errors so far."""
+    last_error: str = ""
+    backoff: float = 0.0
+
+
+@attrs.define
+class _Slot:
+    """One of the `max_in_flight` places; released once, whatever happens."""
+
+    semaphore: asyncio.Semaphore
+    held: bool = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        self.release()
+        yield
+
+
+def _created(body: Body) -> float:
+    moment = timestamps.parse(body["metadata"].get("creationTimestamp"))
+    return moment.timestamp() if moment is not None else time.time()
+
+
+@attrs.define
+class RestartService:
+    ports: Ports
+    max_in_flight: int = 32
+    max_failures: int = 3
+    """Unexpected errors a request may meet before it ends Failed (InternalError)."""
+    first_backoff: float = 1.0
+    max_backoff: float = 60.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _entries: dict[str, Entry] = attrs.Factory(dict)
+    """Requests queued, in flight or backing off, by UID."""
+    _handled: set[str] = attrs.Factory(set)
+    """UIDs this process has seen through; events of our own earlier patches are ignored."""
+    _queue: list[tuple[float, int, str]] = attrs.Factory(list)
+    _seq: itertools.count[int] = attrs.Factory(itertools.count)
+    _wakeup: asyncio.Event = attrs.Factory(asyncio.Event)
+    _slots: asyncio.Semaphore = attrs.field(init=False)
+    _running: set[asyncio.Task[None]] = attrs.Factory(set)
+    _dispatcher: asyncio.Task[None] | None = None
+    _draining: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_in_flight)
+
+    # -- what the handler and the resync call -------------------------------
+
+    def observe(self, body: Body) -> None:
+        """Take note of a request as an event (or a listing) shows it; never blocks."""
+        uid = body["metadata"]["uid"]
+        st = body.get("status") or {}
+        if status.is_acknowledged(st):
+            self._finished(body)
+            return
+        if uid in self._handled or self._draining:
+            return
+        entry = self._entries.get(uid)
+        if entry is not None:
+            if entry.state is State.QUEUED:
+                entry.body = body
+            return
+        self._entries[uid] = Entry(ref=RequestRef.from_body(body), body=body)
+        self._push(uid, _created(body))
+
+    def forget(self, uid: str) -> None:
+        """The request was deleted."""
+        self._handled.discard(uid)
+
+    async def resync(self) -> int:
+        """Consume every unacknowledged request this process does not know; how many it found."""
+        stranded = 0
+        for body in await self.ports.requests.list_all():
+            uid = body["metadata"]["uid"]
+            acknowledged = status.is_acknowledged(body.get("status") or {})
+            if not acknowledged and uid not in self._entries and uid not in self._handled:
+                stranded += 1
+            self.observe(body)
+        if stranded:
+            log.warning("resync found %d unacknowledged request(s) not in hand", stranded)
+        self.ports.observer.resynced(stranded)
+        return stranded
+
+    async def resync_every(self, interval: float) -> None:
+        """Resync forever; a failed listing is logged and tried again next time."""
+        while not self._draining:
+            await self.sleep(interval)
+            try:
+                await self.resync()
+            except (PermanentError, TransientError) as e:
+                log.warning("resync failed, next in %.0f s: %s", interval, e)
+
+    def start(self) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="restart-dispatcher")
+
+    def stop_taking(self) -> None:
+        """Shutting down: start no new request (the next instance lists them all)."""
+        self._draining = True
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 -- a budget, not a cancel scope
+        """Start nothing new; give what runs `timeout` seconds, then cancel it (it hands back)."""
+        self.stop_taking()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.wait([self._dispatcher])
+        running = set(self._running)
+        if running:
+            log.info("draining %d in-flight request(s), %.0f s at most", len(running), timeout)
+            _, late = await asyncio.wait(running, timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("handing back %d request(s) still in flight", len(late))
+                await asyncio.wait(late)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for e in self._entries.values() if e.state is State.QUEUED)
+
+    # -- the queue ----------------------------------------------------------
+
+    def _push(self, uid: str, created: float) -> None:
+        heapq.heappush(self._queue, (created, next(self._seq), uid))
+        self._wakeup.set()
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._slots.acquire()
+            slot = _Slot(self._slots)
+            entry = await self._next()
+            entry.state = State.RUNNING
+            self.ports.observer.queued(self.waiting)
+            task = asyncio.create_task(self._run(entry, slot), name=f"rr/{entry.ref.name}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _next(self) -> Entry:
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            _, _, uid = heapq.heappop(self._queue)
+            entry = self._entries.get(uid)
+            if entry is not None and entry.state is State.QUEUED:
+                return entry
+
+    async def _run(self, entry: Entry, slot: _Slot) -> None:
+        try:
+            retry = await self._attempt(entry, slot)
+        except asyncio.CancelledError:
+            self._entries.pop(entry.ref.uid, None)  # handed back: the next instance resumes it
+            raise
+        finally:
+            slot.release()
+        if retry is None:
+            self._entries.pop(entry.ref.uid, None)
+            self._handled.add(entry.ref.uid)
+            return
+        entry.state, entry.reread = State.WAITING, True
+        self.ports.tasks.spawn(f"retry/{entry.ref.uid}", lambda: self._requeue(entry, retry))
+
+    async def _requeue(self, entry: Entry, delay: float) -> None:
+        await self.sleep(delay)
+        if self._draining:
+            self._entries.pop(entry.ref.uid, None)
+            return
+        entry.state = State.QUEUED
+        self._push(entry.ref.uid, _created(entry.body))
+
+    def _backoff(self, entry: Entry) -> float:
+        entry.backoff = min(self.max_backoff, entry.backoff * 2 or self.first_backoff)
+        return entry.backoff
+
+    # -- one attempt ----------------------------------------------------------
+
+    async def _attempt(self, entry: Entry, slot: _Slot) -> float | None:
+        """Handle the request once; None when done with it, else seconds until a retry."""
+        try:
+            if entry.reread:
+                entry.body = await self.ports.requests.read(entry.ref)
+                entry.reread = False
+                if status.is_acknowledged(entry.body.get("status") or {}):
+                    return None
+            if entry.failures >= self.max_failures:
+                await self._give_up(entry)
+            else:
+                await self._consume(entry, slot)
+        except TransientError as e:
+            delay = self._backoff(entry)
+            log.warning("%s: will retry in %.0f s: %s", _name(entry), delay, e)
+            return delay
+        except PermanentError as e:
+            # Typically a 403 on the request itself, or it was deleted: its status
+            # cannot be written, so the Event and the log are where the reason shows.
+            log.warning("%s abandoned: %s: %s", _name(entry), e.reason, e.message)
+            if e.reason != "Gone":
+                self.ports.events(entry.body, "Warning", e.reason, f"not carried out: {e.message}")
+            return None
+        except Exception as e:
+            entry.failures += 1
+            entry.last_error = f"{type(e).__name__}: {e}"
+            self.ports.observer.internal_error()
+            log.exception(
+                "%s: unexpected error (%d of %d)", _name(entry), entry.failures, self.max_failures
+            )
+            if entry.failures > self.max_failures + 1:
+                # Even ending it Failed went wrong: say so where a person looks, and stop.
+                self.ports.events(
+                    entry.body,
+                    "Warning",
+                    status.INTERNAL_ERROR,
+                    f"could not be handled nor marked Failed: {entry.last_error}",
+                )
+                return None
+            return self._backoff(entry)
+        return None
+
+    async def _consume(self, entry: Entry, slot: _Slot) -> None:
+        body = entry.body
+        raw_spec, st = body.get("spec") or {}, body.get("status") or {}
+        attempt = status.attempts(st) + 1
+        if attempt == 1:
+            self.ports.observer.consumed()
+        ctx = self.ports.context(request=entry.ref, body=body, attempt=attempt, waiting=slot.lent)
+        with self.ports.observer.handling():
+            try:
+                spec = RestartSpec.from_spec(raw_spec)
+            except InvalidSpec as e:
+                await process.reject(reason="InvalidSpec", message=str(e), ctx=ctx)
+                self.ports.observer.acknowledged("Failed")
+                return
+            outcome = await process.consume(
+                request=entry.ref,
+                spec=spec,
+                raw_spec=dict(raw_spec),
+                prior=status.prior_plan(st, description=spec.describe_target()),
+                ctx=ctx,
+            )
+        self.ports.observer.acknowledged(str(outcome.phase))
+        for target in outcome.targets:
+            self.ports.observer.restarted(str(spec.strategy), str(target.outcome))
+        if spec.ttl_seconds_after_finished is not None:
+            due = outcome.finished + datetime.timedelta(seconds=spec.ttl_seconds_after_finished)
+            self.ports.schedule_ttl(entry.ref, due)
+
+    async def _give_up(self, entry: Entry) -> None:
+        """End the request Failed (InternalError) with the last error; acknowledged."""
+        body = entry.body
+        st = body.get("status") or {}
+        try:
+            known = status.targets_of(st)
+        except status.InvalidStatus:
+            known = ()
+        message = f"gave up after {entry.failures} unexpected errors; last: {entry.last_error}"
+        ctx = self.ports.context(
+            request=entry.ref, body=body, attempt=status.attempts(st) + 1, waiting=None
+        )
+        await process.reject(ctx=ctx, reason=status.INTERNAL_ERROR, message=message, targets=known)
+        self.ports.observer.acknowledged("Failed")
+
+    def _finished(self, body: Body) -> None:
+        """An acknowledged request: its TTL, and its journal write if that failed."""
+        spec, st = body.get("spec") or {}, body.get("status") or {}
+        ttl = spec.get("ttlSecondsAfterFinished")
+        if ttl is not None:
+            finished = timestamps.parse(st.get("finishedAt")) or timestamps.now()
+            self.ports.schedule_ttl(
+                RequestRef.from_body(body), finished + datetime.timedelta(seconds=ttl)
+            )
+        if status.unsaved(st):
+            self.ports.save_later(body)
+
+
+def _name(entry: Entry) -> str:
+    return f"RestartRequest {entry.ref.namespace}/{entry.ref.name}"
