@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from mandrill.domain.crawl import engine, job
+from mandrill.domain.crawl import job, ports
 from mandrill.domain.crawl.models import (
     CrawlSpec,
     Edge,
@@ -185,7 +185,7 @@ class SiteFetcher:
     }
 
     async def fetch(
-        self, url: str, *, max_bytes: int, want_body: engine.BodyFilter
+        self, url: str, *, max_bytes: int, want_body: ports.BodyFilter
     ) -> FetchResult | FetchFailure:
         if url not in self.PAGES:
             return FetchResult(url=url, status=404, content_type="text/html")
@@ -195,7 +195,7 @@ class SiteFetcher:
 
 
 @contextlib.asynccontextmanager
-async def open_fetcher(spec: CrawlSpec) -> AsyncIterator[engine.Fetcher]:
+async def open_fetcher(spec: CrawlSpec) -> AsyncIterator[ports.Fetcher]:
     yield SiteFetcher()
 
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from mandrill.domain.crawl import engine, urls
+from mandrill.domain.crawl import engine, ports, urls
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
 from mandrill.domain.errors import PermanentError, StoreError
 
@@ -218,7 +218,7 @@ class SeedSource(Protocol):
         ...
 
 
-class BatchSink(engine.ResultSink, Protocol):
+class BatchSink(ports.ResultSink, Protocol):
     """A ResultSink that buffers; `flush` writes what is buffered."""
 
     async def flush(self) -> None:
@@ -258,7 +258,7 @@ class JobReporter(Protocol):
         ...
 
 
-FetcherFactory = Callable[[CrawlSpec], AbstractAsyncContextManager[engine.Fetcher]]
+FetcherFactory = Callable[[CrawlSpec], AbstractAsyncContextManager[ports.Fetcher]]
 
 
 @attrs.frozen
