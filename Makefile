@@ -58,7 +58,8 @@ bench: $(STAMP) ## benchmarks (print tables): restart latency vs bare API, crawl
 	$(VENV)/bin/python -m tests.bench.extract
 	$(VENV)/bin/python -m tests.bench.load
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff, mypy --strict and the import-layering contracts (pyproject.toml)
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/ruff format --check operator tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports

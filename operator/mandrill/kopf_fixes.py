@@ -10,8 +10,9 @@ started operator idling while a test's request waited for a minute.
 
 Letting the listing through is safe: for namespaces kopf only adds a matching
 name to a set (or drops one being deleted), so a name seen twice is a no-op.
-kopf 1.45.2 has the gap; if a kopf upgrade moves this function, `apply` fails
-at start-up and tests/unit/test_kopf_fixes.py says so.
+kopf 1.45.2 has the gap (pyproject.toml pins exactly that version); if a kopf
+upgrade moves this function, `apply` fails at start-up and
+tests/unit/test_kopf_fixes.py says so.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 RESTART_REQUESTS: Final = "restartrequests"
 RESTART_REQUEST_KIND: Final = "RestartRequest"
 CRAWL_JOBS: Final = "crawljobs"
-CRAWL_JOB_KIND: Final = "CrawlJob"
 
 PROTECTED_ANNOTATION: Final = f"{GROUP}/protected"
 """A pod or workload annotated with this set to "true" is never restarted."""

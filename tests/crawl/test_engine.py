@@ -1,19 +1,17 @@
 """The crawl engine against a real HTTP server on 127.0.0.1.
 
-Covers: depth and page bounds, dedup, robots.txt (Disallow, Crawl-delay,
-unavailable), global and per-host concurrency as the server sees it, every
-failure kind recorded per URL while the crawl goes on (404/500, timeout,
-reset, too large, not HTML, undecodable), redirects (followed, loops, limit,
-out of scope), retries (429 with Retry-After, without holding a worker),
-cancellation, the total timeout, and the event loop staying responsive while
-a large page is parsed.
+Covers: depth and page bounds, dedup, every failure kind recorded per URL
+while the crawl goes on (404/500, timeout, reset, too large, not HTML,
+undecodable), redirects (followed, loops, limit, out of scope), retries (429
+with Retry-After, without holding a worker), cancellation, the total timeout,
+and the event loop staying responsive while a large page is parsed.
+robots.txt and concurrency are in test_politeness.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-import itertools
 import time
 import tracemalloc
 
@@ -22,7 +20,7 @@ from aiohttp import web
 
 from mandrill.domain.crawl import content, links
 from mandrill.domain.crawl.models import ErrorKind
-from tests.crawl.conftest import CrawlRunner, Handler, ResetServer, Site
+from tests.crawl.conftest import CrawlRunner, ResetServer, Site
 
 
 async def test_depth_zero_fetches_the_seeds_only(site: Site, run_crawl: CrawlRunner) -> None:
@@ -74,82 +72,6 @@ async def test_invalid_seed_is_recorded_and_the_rest_crawled(
     crawled = await run_crawl(seeds=["not a url", site.url("/")])
     assert crawled.sink.result("not a url").error is ErrorKind.INVALID_URL
     assert crawled.sink.result(site.url("/")).ok
-
-
-async def test_robots_disallow_and_crawl_delay(site: Site, run_crawl: CrawlRunner) -> None:
-    site.page(
-        "/robots.txt",
-        "User-agent: *\nDisallow: /private\nCrawl-delay: 0.3\n",
-        content_type="text/plain",
-    )
-    starts: list[float] = []
-
-    def timed(body: str) -> Handler:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            starts.append(time.monotonic())
-            return web.Response(text=body, content_type="text/html")
-
-        return handler
-
-    site.route("/", timed('<a href="/private/secret">s</a><a href="/p1">1</a><a href="/p2">2</a>'))
-    site.route("/p1", timed("one"))
-    site.route("/p2", timed("two"))
-    crawled = await run_crawl(seeds=[site.url("/")], max_depth=1, per_host_concurrency=4)
-    assert "/private/secret" not in site.hits
-    refused = crawled.sink.result(site.url("/private/secret"))
-    assert refused.error is ErrorKind.ROBOTS
-    assert len(starts) == 3
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.25, gaps
-
-
-async def test_robots_ignored_when_asked(site: Site, run_crawl: CrawlRunner) -> None:
-    site.page("/robots.txt", "User-agent: *\nDisallow: /\n", content_type="text/plain")
-    site.links("/", "/private")
-    crawled = await run_crawl(seeds=[site.url("/")], max_depth=1, respect_robots=False)
-    assert "/robots.txt" not in site.hits
-    assert site.hits["/private"] == 1
-    assert crawled.stats.failures == {"http_status": 1}
-
-
-async def test_robots_rules_for_our_user_agent_win(site: Site, run_crawl: CrawlRunner) -> None:
-    site.page(
-        "/robots.txt",
-        "User-agent: *\nDisallow: /\n\nUser-agent: mandrill\nDisallow: /no$\nAllow: /\n",
-        content_type="text/plain",
-    )
-    site.links("/", "/no", "/nope")
-    site.links("/nope")
-    crawled = await run_crawl(seeds=[site.url("/")], max_depth=1)
-    assert crawled.sink.result(site.url("/no")).error is ErrorKind.ROBOTS
-    assert crawled.sink.result(site.url("/nope")).ok
-
-
-async def test_robots_unavailable_disallows_everything(site: Site, run_crawl: CrawlRunner) -> None:
-    site.page("/robots.txt", "down", status=503, content_type="text/plain")
-    site.links("/")
-    crawled = await run_crawl(seeds=[site.url("/")])
-    assert "/" not in site.hits
-    result = crawled.sink.result(site.url("/"))
-    assert result.error is ErrorKind.ROBOTS
-    assert "503" in result.message
-
-
-@pytest.mark.parametrize(("concurrency", "per_host"), [(10, 3), (2, 10)])
-async def test_concurrency_bounds_seen_by_the_server(
-    site: Site, run_crawl: CrawlRunner, concurrency: int, per_host: int
-) -> None:
-    site.links("/", *(f"/slow{i}" for i in range(12)))
-    for i in range(12):
-        site.links(f"/slow{i}", delay=0.15)
-    crawled = await run_crawl(
-        seeds=[site.url("/")],
-        max_depth=1,
-        concurrency=concurrency,
-        per_host_concurrency=per_host,
-    )
-    assert crawled.stats.pages_ok == 13
-    assert site.max_in_flight == min(concurrency, per_host)
 
 
 async def test_http_errors_are_recorded_and_the_crawl_goes_on(

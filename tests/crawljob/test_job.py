@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from mandrill.domain.crawl import engine, job
+from mandrill.domain.crawl import job, job_run, ports
 from mandrill.domain.crawl.models import (
     CrawlSpec,
     Edge,
@@ -66,7 +66,7 @@ async def test_progress_is_written_at_most_once_per_interval() -> None:
     clock = FakeClock()
     sent = Sent(clock)
     counter = {"done": 0}
-    publisher = job.ProgressPublisher(
+    publisher = job_run.ProgressPublisher(
         snapshot=lambda: dict(counter), send=sent, interval=2.0, clock=clock, sleep=clock.sleep
     )
     for n in range(1, 101):  # 100 pages, one every 0.25 simulated seconds
@@ -91,7 +91,7 @@ async def test_a_failing_progress_write_does_not_stop_the_next() -> None:
         if len(calls) == 1:
             raise RuntimeError("API server hiccup")
 
-    publisher = job.ProgressPublisher(
+    publisher = job_run.ProgressPublisher(
         snapshot=lambda: {"n": clock.now}, send=flaky, interval=1.0, clock=clock, sleep=clock.sleep
     )
     publisher.touch()
@@ -106,7 +106,7 @@ async def test_a_failing_progress_write_does_not_stop_the_next() -> None:
 
 def test_parse_url_list_skips_comments_blanks_and_junk() -> None:
     text = "# seeds\n\nhttps://a.example/\n  http://b.example/x  \nftp://c.example/\nnot a url\n"
-    assert job.parse_url_list(text) == ["https://a.example/", "http://b.example/x"]
+    assert job_run.parse_url_list(text) == ["https://a.example/", "http://b.example/x"]
 
 
 def test_is_finished() -> None:
@@ -185,7 +185,7 @@ class SiteFetcher:
     }
 
     async def fetch(
-        self, url: str, *, max_bytes: int, want_body: engine.BodyFilter
+        self, url: str, *, max_bytes: int, want_body: ports.BodyFilter
     ) -> FetchResult | FetchFailure:
         if url not in self.PAGES:
             return FetchResult(url=url, status=404, content_type="text/html")
@@ -195,7 +195,7 @@ class SiteFetcher:
 
 
 @contextlib.asynccontextmanager
-async def open_fetcher(spec: CrawlSpec) -> AsyncIterator[engine.Fetcher]:
+async def open_fetcher(spec: CrawlSpec) -> AsyncIterator[ports.Fetcher]:
     yield SiteFetcher()
 
 
@@ -214,7 +214,7 @@ def context(
 async def test_a_run_reports_started_then_succeeded_with_counters() -> None:
     store, reporter = FakeStore(), FakeReporter()
     spec = {"urls": ["http://s.example/"], "maxDepth": 2, "respectRobotsTxt": False}
-    outcome = await job.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter))
+    outcome = await job_run.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter))
     assert outcome.phase is job.Phase.SUCCEEDED
     assert reporter.calls[0] == "started 1 1"
     assert reporter.calls[-1] == "finished Succeeded"
@@ -239,7 +239,7 @@ async def test_a_run_reports_started_then_succeeded_with_counters() -> None:
 async def test_a_missing_configmap_fails_before_anything_is_stored() -> None:
     store, reporter = FakeStore(), FakeReporter()
     spec = {"urlsFrom": {"configMapName": "seeds", "key": "urls.txt"}}
-    outcome = await job.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter))
+    outcome = await job_run.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter))
     assert (outcome.phase, outcome.reason) == (job.Phase.FAILED, "ConfigMapNotFound")
     assert reporter.calls == ["finished Failed"]
     assert store.begun == []
@@ -249,7 +249,7 @@ async def test_urls_from_reads_the_seed_list() -> None:
     store, reporter = FakeStore(), FakeReporter()
     seeds = FakeSeeds("# one seed\nhttp://s.example/a\nnot-a-url\n")
     spec = {"urlsFrom": {"configMapName": "seeds", "key": "urls.txt"}, "respectRobotsTxt": False}
-    outcome = await job.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter, seeds))
+    outcome = await job_run.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter, seeds))
     assert outcome.phase is job.Phase.SUCCEEDED
     assert outcome.seeds == 1
     assert [r.url for r, _ in store.sink_.rows] == ["http://s.example/a"]
@@ -258,7 +258,7 @@ async def test_urls_from_reads_the_seed_list() -> None:
 async def test_an_invalid_pattern_fails_the_job_with_invalid_spec() -> None:
     store, reporter = FakeStore(), FakeReporter()
     spec = {"urls": ["http://s.example/"], "include": ["("]}
-    outcome = await job.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter))
+    outcome = await job_run.run(REF, raw_spec=spec, attempt=1, ctx=context(store, reporter))
     assert (outcome.phase, outcome.reason) == (job.Phase.FAILED, "InvalidSpec")
     assert "include" in outcome.message
 
@@ -266,7 +266,7 @@ async def test_an_invalid_pattern_fails_the_job_with_invalid_spec() -> None:
 async def test_a_store_failure_mid_crawl_fails_the_job_with_store_error() -> None:
     store, reporter = FakeStore(sink_=MemorySink(fail=True)), FakeReporter()
     spec = {"urls": ["http://s.example/"], "maxDepth": 2, "respectRobotsTxt": False}
-    outcome = await job.run(REF, raw_spec=spec, attempt=3, ctx=context(store, reporter))
+    outcome = await job_run.run(REF, raw_spec=spec, attempt=3, ctx=context(store, reporter))
     assert (outcome.phase, outcome.reason) == (job.Phase.FAILED, "StoreError")
     assert "disk full" in outcome.message
     assert reporter.calls[0] == "started 3 1"

@@ -21,7 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
 from mandrill.adapters import http, kube, ssrf
-from mandrill.domain.crawl import engine
+from mandrill.domain.crawl import ports
 from mandrill.domain.crawl.job import (
     FetcherFactory,
     JobRef,
@@ -67,7 +67,7 @@ def fetcher_factory(policy: ssrf.AddressPolicy) -> FetcherFactory:
     """The domain's FetcherFactory: one aiohttp session per crawl, behind `policy`."""
 
     @asynccontextmanager
-    async def open_fetcher(spec: CrawlSpec) -> AsyncIterator[engine.Fetcher]:
+    async def open_fetcher(spec: CrawlSpec) -> AsyncIterator[ports.Fetcher]:
         async with http.HttpFetcher.open(spec=spec, policy=policy) as fetcher:
             yield fetcher
 

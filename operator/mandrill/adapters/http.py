@@ -23,8 +23,8 @@ import attrs
 import yarl
 
 from mandrill.adapters import ssrf
-from mandrill.domain.crawl.engine import BodyFilter
 from mandrill.domain.crawl.models import CrawlSpec, ErrorKind, FetchFailure, FetchResult
+from mandrill.domain.crawl.ports import BodyFilter
 
 CHUNK_BYTES = 64 * 1024
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"

@@ -14,8 +14,9 @@ offers for literal-IP URLs (they never reach the resolver). A redirect is a
 new request, so it meets both checks too. Nothing is sent to a refused
 address: refusal happens before a socket exists.
 
-Only the operator's own configuration (or `mandrill crawl --allow-private`)
-widens the policy; a CrawlJob cannot.
+Only the operator's own configuration (`--crawl-allow-private`, or
+`mandrill crawl --allow-private`) widens the policy, and then to every
+address; a CrawlJob cannot.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -45,18 +45,11 @@ class AddressPolicy:
 
     allow_private: bool = False
     """Allow every address: for crawling a lab network, or tests on loopback."""
-    allowed_networks: tuple[IPNetwork, ...] = ()
-    """Networks allowed despite the default refusals (e.g. one internal range)."""
 
     @classmethod
-    def from_settings(
-        cls, *, allow_private: bool = False, allowed_networks: tuple[str, ...] = ()
-    ) -> AddressPolicy:
-        """From the operator's configuration; raises ValueError for a bad CIDR."""
-        return cls(
-            allow_private=allow_private,
-            allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks),
-        )
+    def from_settings(cls, *, allow_private: bool = False) -> AddressPolicy:
+        """From the operator's configuration (--crawl-allow-private)."""
+        return cls(allow_private=allow_private)
 
     def refusal(self, address: str) -> str | None:
         """Why `address` is refused, or None if it may be connected to."""
@@ -65,8 +58,6 @@ class AddressPolicy:
         except ValueError:
             return f"{address!r} is not an IP address"
         if self.allow_private:
-            return None
-        if any(ip.version == net.version and ip in net for net in self.allowed_networks):
             return None
         for candidate in _embedded(ip):
             reason = _category(candidate)

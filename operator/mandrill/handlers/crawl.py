@@ -10,7 +10,7 @@ bound how long kopf waits before it cancels the daemon itself.
 
 The `when` filter keeps finished jobs (Succeeded or Failed) from ever getting
 a daemon again, so an operator restart crawls only the unfinished ones, from
-scratch (see mandrill.domain.crawl.job). The filter also trips on the job's
+scratch (see mandrill.domain.crawl.job_run). The filter also trips on the job's
 own final status patch; that stop is not a reason to cancel, since the run is
 only posting its last Events.
 """
@@ -25,7 +25,7 @@ import kopf
 
 from mandrill import resources
 from mandrill.adapters import metrics
-from mandrill.domain.crawl import job
+from mandrill.domain.crawl import job, job_run
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.wiring import Services
 
@@ -78,7 +78,7 @@ async def crawl(
     )
     ctx = services.crawl_context(job=ref, body=body, events=post_event)
     work = asyncio.create_task(
-        job.run(ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx)
+        job_run.run(ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx)
     )
     try:
         with metrics.CRAWLS_RUNNING.track_inprogress():

@@ -1,11 +1,12 @@
 """The crawl loop: a frontier, N workers, politeness, and an outcome for every URL.
 
 Shape. `spec.concurrency` worker tasks take items from one asyncio queue;
-each item is a canonical URL with its depth. A per-host semaphore bounds the
-requests one host sees at once, and a host whose robots.txt sets Crawl-delay
-gets its request starts spaced by that delay. Every admitted URL ends with
-exactly one PageResult handed to the sink, ok or failed with an ErrorKind:
-no failure stops the crawl.
+each item is a canonical URL with its depth. Every request goes through
+`politeness` (a per-host semaphore bounds the requests one host sees at once,
+a host whose robots.txt sets Crawl-delay gets its request starts spaced by
+that delay), and a final response is turned into links or a failure by
+`pages`. Every admitted URL ends with exactly one PageResult handed to the
+sink, ok or failed with an ErrorKind: no failure stops the crawl.
 
 Retries (429, 503, reset connections) are not slept on by the worker: a timer
 task puts the item back on the queue when its backoff (or Retry-After) is
@@ -18,8 +19,8 @@ address guard), and a chain that comes back on itself or runs past
 `max_redirects` is recorded as such.
 
 The event loop must never stall on one page, so decoding and parsing of any
-body larger than a few KiB runs in a worker thread, and the bookkeeping over a
-page's links yields to the loop between batches.
+body larger than a few KiB runs in a worker thread (`pages.examine`), and the
+bookkeeping over a page's links yields to the loop between batches.
 
 Cancellation (the operator cancels crawls on shutdown or deletion) is never
 swallowed: the workers and retry timers live in a TaskGroup, so cancelling
@@ -31,65 +32,36 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 import attrs
 
-from mandrill.domain.crawl import content, links, robots, urls
+from mandrill.domain.crawl import pages, urls
 from mandrill.domain.crawl.models import (
     CrawlSpec,
     CrawlStats,
     Edge,
-    EdgeList,
     ErrorKind,
     FetchFailure,
     FetchResult,
     PageResult,
     Progress,
 )
+from mandrill.domain.crawl.pages import Failure
+from mandrill.domain.crawl.politeness import Politeness
+from mandrill.domain.crawl.ports import Fetcher, ResultSink
 
-BodyFilter = Callable[[int, str | None], bool]
-"""Given (status, media type), whether the engine wants the body read."""
-
-INLINE_PARSE_BYTES = 16 * 1024
-"""Bodies up to this size are parsed on the loop: a thread hop costs more than the parse."""
 LINK_BATCH = 1000
 """Links handled between yields to the event loop."""
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-RETRY_STATUSES = frozenset({429, 503})
-ROBOTS_MAX_REDIRECTS = 5
-
-
-class Fetcher(Protocol):
-    """Fetches one URL, one hop: no redirect following, no retries."""
-
-    async def fetch(
-        self, url: str, *, max_bytes: int, want_body: BodyFilter
-    ) -> FetchResult | FetchFailure:
-        """GET `url`; read the body only if `want_body(status, media_type)`.
-
-        A body longer than `max_bytes` is a TOO_LARGE failure. Every network
-        failure is returned as a FetchFailure, never raised;
-        asyncio.CancelledError is always raised.
-        """
-        ...
-
-
-class ResultSink(Protocol):
-    """Receives each URL's outcome as soon as it is known."""
-
-    async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
-        """Store or show one outcome; `edges` are the page's unique links (empty on failure)."""
-        ...
 
 
 async def crawl(spec: CrawlSpec, *, fetcher: Fetcher, sink: ResultSink) -> CrawlStats:
     """Crawl from `spec.seeds` until the frontier is exhausted or the total timeout passes."""
-    return await _Crawl(spec=spec, fetcher=fetcher, sink=sink).run()
+    return await _Crawl(
+        spec=spec, politeness=Politeness(spec=spec, fetcher=fetcher), sink=sink
+    ).run()
 
 
 @attrs.frozen
@@ -101,41 +73,15 @@ class _Item:
 
 
 @attrs.define
-class _Host:
-    slots: asyncio.Semaphore
-    delay: float = 0.0
-    next_start: float = 0.0
-
-
-@attrs.frozen
-class _Analysis:
-    edges: EdgeList
-    follow: tuple[str, ...]
-    note: str
-
-
-@attrs.frozen
-class _Failure:
-    kind: ErrorKind
-    message: str
-    status: int | None = None
-    content_type: str | None = None
-    size: int = 0
-
-
-@attrs.define
 class _Crawl:
     """The mutable state of one crawl; lives only inside `crawl`."""
 
     spec: CrawlSpec
-    fetcher: Fetcher
+    politeness: Politeness
     sink: ResultSink
     queue: asyncio.Queue[_Item] = attrs.Factory(asyncio.Queue)
     seen: set[str] = attrs.Factory(set)
     known: set[str] = attrs.Factory(set)
-    hosts: dict[str, _Host] = attrs.Factory(dict)
-    policies: dict[str, robots.RobotsPolicy | FetchFailure] = attrs.Factory(dict)
-    robots_locks: dict[str, asyncio.Lock] = attrs.Factory(dict)
     failures: collections.Counter[str] = attrs.Factory(collections.Counter)
     done: asyncio.Event = attrs.Factory(asyncio.Event)
     tasks: asyncio.TaskGroup | None = None
@@ -212,23 +158,23 @@ class _Crawl:
         url = item.url
         chain = [url]
         for hop in range(self.spec.max_redirects + 1):
-            refusal = await self._robots_refusal(url)
+            refusal = await self.politeness.refusal(url)
             if refusal is not None:
                 await self._fail(item, url, refusal)
                 return
-            outcome = await self._fetch(
-                url, max_bytes=self.spec.max_response_bytes, want_body=_wants_html
+            outcome = await self.politeness.fetch(
+                url, max_bytes=self.spec.max_response_bytes, want_body=pages.wants_html
             )
             if isinstance(outcome, FetchFailure):
                 if outcome.retryable and item.attempt <= self.spec.max_retries:
                     self._retry(item, delay=None)
                     return
-                await self._fail(item, url, _Failure(kind=outcome.kind, message=outcome.message))
+                await self._fail(item, url, Failure(kind=outcome.kind, message=outcome.message))
                 return
-            if outcome.status not in REDIRECT_STATUSES or outcome.location is None:
+            if outcome.status not in pages.REDIRECT_STATUSES or outcome.location is None:
                 await self._respond(item, outcome)
                 return
-            target = self._redirect_target(url, outcome.location)
+            target = pages.redirect_target(url, outcome.location)
             failure = self._redirect_refusal(target, chain=chain, hop=hop, status=outcome.status)
             if failure is not None:
                 await self._fail(item, url, failure)
@@ -248,33 +194,29 @@ class _Crawl:
             url = target
         raise AssertionError("unreachable: the last hop always ends the loop")  # pragma: no cover
 
-    def _redirect_target(self, url: str, location: str) -> str | None:
-        base = urls.BaseURL.parse(url)
-        return urls.resolve(base, location) if base is not None else None
-
     def _redirect_refusal(
         self, target: str | None, *, chain: list[str], hop: int, status: int
-    ) -> _Failure | None:
+    ) -> Failure | None:
         if target is None:
-            return _Failure(
+            return Failure(
                 kind=ErrorKind.INVALID_URL,
                 message="redirect to a non-http(s) or invalid URL",
                 status=status,
             )
         if target in chain:
-            return _Failure(
+            return Failure(
                 kind=ErrorKind.REDIRECT_LOOP,
                 message=f"redirect loop back to {target}",
                 status=status,
             )
         if hop >= self.spec.max_redirects:
-            return _Failure(
+            return Failure(
                 kind=ErrorKind.TOO_MANY_REDIRECTS,
                 message=f"more than {self.spec.max_redirects} redirects",
                 status=status,
             )
         if not self.spec.follows(target):
-            return _Failure(
+            return Failure(
                 kind=ErrorKind.OUT_OF_SCOPE,
                 message=f"redirect to {target}, outside the allowed domains or patterns",
                 status=status,
@@ -282,63 +224,25 @@ class _Crawl:
         return None
 
     async def _respond(self, item: _Item, response: FetchResult) -> None:
-        status = response.status
-        if status in RETRY_STATUSES and item.attempt <= self.spec.max_retries:
-            self._retry(item, delay=_retry_after(response.retry_after))
+        if response.status in pages.RETRY_STATUSES and item.attempt <= self.spec.max_retries:
+            self._retry(item, delay=pages.retry_after(response.retry_after))
             return
-        failure: _Failure | None = None
-        if not 200 <= status < 300:
-            failure = _Failure(kind=ErrorKind.HTTP_STATUS, message=f"HTTP {status}")
-        elif not content.is_html(response.content_type):
-            failure = _Failure(
-                kind=ErrorKind.NOT_HTML,
-                message=f"content type {response.content_type or 'missing'}",
-            )
-        if failure is not None:
-            failure = attrs.evolve(failure, status=status, content_type=response.content_type)
-            await self._fail(item, response.url, failure)
+        examined = await pages.examine(self.spec, response, depth=item.depth)
+        if isinstance(examined, Failure):
+            await self._fail(item, response.url, examined)
             return
-        body = response.body or b""
-        try:
-            if len(body) <= INLINE_PARSE_BYTES:
-                analysis = self._analyse(body, response, item.depth)
-            else:
-                analysis = await asyncio.to_thread(self._analyse, body, response, item.depth)
-        except content.UndecodableError as exc:
-            failure = _Failure(kind=ErrorKind.UNDECODABLE, message=str(exc))
-        except Exception as exc:  # one unparseable page must not end the crawl
-            failure = _Failure(kind=ErrorKind.PARSE, message=f"{type(exc).__name__}: {exc}")
-        if failure is not None:
-            failure = attrs.evolve(
-                failure, status=status, content_type=response.content_type, size=len(body)
-            )
-            await self._fail(item, response.url, failure)
-            return
-        await self._note_links(analysis, depth=item.depth)
+        await self._note_links(examined, depth=item.depth)
         await self._finish_item(
             item,
             final_url=response.url,
-            status=status,
-            message=analysis.note,
+            status=response.status,
+            message=examined.note,
             content_type=response.content_type,
-            size=len(body),
-            edges=analysis.edges,
+            size=len(response.body or b""),
+            edges=examined.edges,
         )
 
-    def _analyse(self, body: bytes, response: FetchResult, depth: int) -> _Analysis:
-        """Decode, extract and filter: pure, so it can run in a worker thread."""
-        decoded = content.decode(body, declared=response.charset)
-        targets = tuple(links.extract(decoded.text, page_url=response.url))
-        follow: tuple[str, ...] = ()
-        if depth < self.spec.max_depth:
-            follow = tuple(t for t in targets if self.spec.follows(t))
-        return _Analysis(
-            edges=EdgeList(response.url, targets),
-            follow=follow,
-            note=decoded.note,
-        )
-
-    async def _note_links(self, analysis: _Analysis, *, depth: int) -> None:
+    async def _note_links(self, analysis: pages.Analysis, *, depth: int) -> None:
         self.known.update(analysis.edges.targets)
         for index, target in enumerate(analysis.follow, start=1):
             if self.admitted >= self.spec.max_pages:
@@ -359,82 +263,7 @@ class _Crawl:
         await asyncio.sleep(delay)
         self.queue.put_nowait(item)
 
-    async def _robots_refusal(self, url: str) -> _Failure | None:
-        if not self.spec.respect_robots:
-            return None
-        origin = urls.origin_of(url)
-        policy = self.policies.get(origin)
-        if policy is None:
-            lock = self.robots_locks.setdefault(origin, asyncio.Lock())
-            async with lock:
-                policy = self.policies.get(origin)
-                if policy is None:
-                    policy = self.policies[origin] = await self._load_robots(origin)
-        if isinstance(policy, FetchFailure):
-            return _Failure(kind=policy.kind, message=f"robots.txt: {policy.message}")
-        if not policy.allows(url, user_agent=self.spec.user_agent):
-            return _Failure(
-                kind=ErrorKind.ROBOTS, message=policy.reason or "disallowed by robots.txt"
-            )
-        return None
-
-    async def _load_robots(  # noqa: PLR0911 - one return per RFC 9309 case
-        self, origin: str
-    ) -> robots.RobotsPolicy | FetchFailure:
-        url = f"{origin}/robots.txt"
-        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
-            outcome = await self._fetch(
-                url, max_bytes=robots.ROBOTS_MAX_BYTES, want_body=_wants_success
-            )
-            if isinstance(outcome, FetchFailure):
-                if outcome.kind is ErrorKind.TOO_LARGE:
-                    return robots.RobotsPolicy.allow_all()
-                return outcome
-            if outcome.status in REDIRECT_STATUSES and outcome.location is not None:
-                target = self._redirect_target(url, outcome.location)
-                if target is None:
-                    return robots.RobotsPolicy.allow_all()
-                url = target
-                continue
-            if 200 <= outcome.status < 300:
-                text = (outcome.body or b"").decode("utf-8", errors="replace")
-                if len(text) > INLINE_PARSE_BYTES:
-                    policy = await asyncio.to_thread(robots.RobotsPolicy.parse, text)
-                else:
-                    policy = robots.RobotsPolicy.parse(text)
-                host = self._host(urls.authority_of(origin + "/"))
-                host.delay = policy.crawl_delay(user_agent=self.spec.user_agent)
-                host.next_start = time.monotonic() + host.delay
-                return policy
-            if outcome.status >= 500:
-                return robots.RobotsPolicy.unavailable(
-                    f"robots.txt unavailable (HTTP {outcome.status}), so all is disallowed"
-                )
-            return robots.RobotsPolicy.allow_all()
-        return robots.RobotsPolicy.allow_all()
-
-    def _host(self, authority: str) -> _Host:
-        host = self.hosts.get(authority)
-        if host is None:
-            host = self.hosts[authority] = _Host(
-                slots=asyncio.Semaphore(self.spec.per_host_concurrency)
-            )
-        return host
-
-    async def _fetch(
-        self, url: str, *, max_bytes: int, want_body: BodyFilter
-    ) -> FetchResult | FetchFailure:
-        host = self._host(urls.authority_of(url))
-        async with host.slots:
-            if host.delay > 0:
-                now = time.monotonic()
-                start = max(now, host.next_start)
-                host.next_start = start + host.delay
-                if start > now:
-                    await asyncio.sleep(start - now)
-            return await self.fetcher.fetch(url, max_bytes=max_bytes, want_body=want_body)
-
-    async def _fail(self, item: _Item, url: str, failure: _Failure) -> None:
+    async def _fail(self, item: _Item, url: str, failure: Failure) -> None:
         await self._finish_item(
             item,
             final_url=url,
@@ -495,25 +324,3 @@ class _Crawl:
         self.pending -= 1
         if self.pending == 0:
             self.done.set()
-
-
-def _wants_html(status: int, media_type: str | None) -> bool:
-    return 200 <= status < 300 and content.is_html(media_type)
-
-
-def _wants_success(status: int, media_type: str | None) -> bool:
-    return 200 <= status < 300
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

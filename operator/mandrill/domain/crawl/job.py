@@ -1,41 +1,24 @@
-"""One CrawlJob's run: seeds, the crawl, a running tally, and one outcome.
+"""A CrawlJob as values, and what one run of it is given and gives back.
 
-No Kubernetes types: the handler passes the spec as a plain mapping and the
-ports (seed source, store, reporter, fetcher factory) as a Context.
-
-An attempt always starts from scratch. The engine's state (frontier, seen
-set, robots.txt policies, retry timers) lives in memory, and rebuilding it
-from stored rows would not give the crawl a single run gives (the maxPages
-budget and the frontier depend on the order pages came in). Crawls are
-bounded GETs, so fetching again is cheap and harmless; clearing the job's
-rows when an attempt begins, and writing with idempotent inserts, means the
-store and the status always describe exactly one complete run.
-
-What the schema cannot check (a ConfigMap that is missing, a key without a
-valid URL, a regular expression Python rejects) ends the job Failed with a
-one-line reason: retrying would meet the same problem.
+Which job (JobRef), its phase, the tally kept as pages come in, how an attempt
+ended (Outcome) and the status patches made of them; the ports a run uses
+(seed source, store, reporter, fetcher factory) as a Context. No Kubernetes
+types: the handler and the adapters translate. The run itself is `job_run`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import datetime
 import enum
-import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import attrs
 
-from mandrill.domain.crawl import engine, urls
+from mandrill.domain.crawl import ports
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
-from mandrill.domain.errors import PermanentError, StoreError
-
-log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 2.0
 """Seconds between progress writes to status, at most one per interval."""
@@ -80,16 +63,6 @@ class JobRef:
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-def parse_url_list(text: str) -> list[str]:
-    """The URLs of a urls.txt: one a line; blanks, # comments and non-http(s) lines skipped."""
-    found: list[str] = []
-    for line in text.splitlines():
-        candidate = line.strip()
-        if candidate and not candidate.startswith("#") and urls.canonicalize(candidate):
-            found.append(candidate)
-    return found
 
 
 NO_PROGRESS = Progress(done=0, scheduled=0, failed=0, elapsed=0.0)
@@ -218,7 +191,7 @@ class SeedSource(Protocol):
         ...
 
 
-class BatchSink(engine.ResultSink, Protocol):
+class BatchSink(ports.ResultSink, Protocol):
     """A ResultSink that buffers; `flush` writes what is buffered."""
 
     async def flush(self) -> None:
@@ -258,7 +231,7 @@ class JobReporter(Protocol):
         ...
 
 
-FetcherFactory = Callable[[CrawlSpec], AbstractAsyncContextManager[engine.Fetcher]]
+FetcherFactory = Callable[[CrawlSpec], AbstractAsyncContextManager[ports.Fetcher]]
 
 
 @attrs.frozen
@@ -272,207 +245,3 @@ class Context:
     """One fetcher (one HTTP session) per crawl, closed when the crawl ends."""
     progress_interval: float = PROGRESS_INTERVAL
     clock: Callable[[], datetime.datetime] = utc_now
-
-
-@attrs.define
-class ProgressPublisher:
-    """Coalesces progress into at most one write per `interval`, off the crawl's path.
-
-    `touch` is called for every page and only marks progress dirty; one task
-    at a time waits out the interval and sends the latest snapshot. So a
-    10 000-page crawl costs a status write every couple of seconds, and a slow
-    API server never slows the crawl. Writes are best effort: the final status
-    carries everything.
-    """
-
-    snapshot: Callable[[], Mapping[str, Any]]
-    send: Callable[[Mapping[str, Any]], Awaitable[None]]
-    interval: float = PROGRESS_INTERVAL
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    _dirty: bool = False
-    _sent_at: float | None = None
-    _task: asyncio.Task[None] | None = None
-
-    def touch(self) -> None:
-        """Progress changed; a write follows within `interval`."""
-        self._dirty = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        if self._sent_at is not None:
-            wait = self._sent_at + self.interval - self.clock()
-            if wait > 0:
-                await self.sleep(wait)
-        if not self._dirty:
-            return
-        self._dirty = False
-        self._sent_at = self.clock()
-        try:
-            await self.send(self.snapshot())
-        except Exception as e:  # best effort: a missed progress write is not worth a crawl
-            log.warning("progress not written: %s", e)
-
-    async def close(self) -> None:
-        """Drop any pending write (the final status follows); waits for the task to end."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-
-
-@attrs.define
-class _Recorder:
-    """The engine's sink for a job: the store's sink, the tally, and progress."""
-
-    sink: BatchSink
-    tally: Tally
-    publisher: ProgressPublisher
-
-    async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
-        await self.sink.record(result, edges, progress)
-        self.tally.add(result, edges, progress)
-        self.publisher.touch()
-
-
-async def resolve_spec(job: JobRef, raw_spec: Mapping[str, Any], *, seeds: SeedSource) -> CrawlSpec:
-    """The CrawlSpec, seeds read from urlsFrom if given; PermanentError when it cannot be."""
-    seed_list: list[str] | None = None
-    source = raw_spec.get("urlsFrom")
-    if source is not None:
-        config_map, key = str(source["configMapName"]), str(source["key"])
-        text = await seeds.read(namespace=job.namespace, config_map=config_map, key=key)
-        seed_list = parse_url_list(text)
-        if not seed_list:
-            raise PermanentError(
-                "NoValidURLs", f"ConfigMap {config_map} key {key} holds no http(s) URL"
-            )
-    try:
-        return CrawlSpec.from_spec(raw_spec, seeds=seed_list)
-    except ValueError as e:
-        raise PermanentError("InvalidSpec", str(e)) from e
-
-
-async def run(job: JobRef, *, raw_spec: Mapping[str, Any], attempt: int, ctx: Context) -> Outcome:
-    """Run one attempt of `job` to its outcome, which is also reported.
-
-    Raises only what the handler must map: TransientError (try again later),
-    PermanentError("Gone") from the reporter when the job was deleted, and
-    CancelledError when the operator stops the crawl.
-    """
-    started = ctx.clock()
-    try:
-        spec = await resolve_spec(job, raw_spec, seeds=ctx.seeds)
-    except PermanentError as e:
-        return await _report(
-            ctx,
-            Outcome(
-                phase=Phase.FAILED,
-                reason=e.reason,
-                message=e.message,
-                started=started,
-                finished=ctx.clock(),
-            ),
-        )
-    tally = Tally(clock=ctx.clock)
-    try:
-        await ctx.store.begin(job, attempt=attempt, started=started)
-        await ctx.reporter.started(attempt=attempt, seeds=len(spec.seeds), started=started)
-        try:
-            stats = await _crawl(job, spec, tally=tally, ctx=ctx)
-        except asyncio.CancelledError:
-            await _record_interruption(ctx, tally)
-            raise
-        outcome = _completed(spec, stats, tally=tally, started=started, finished=ctx.clock())
-        results = await ctx.store.finish(job, outcome)
-    except StoreError as e:
-        return await _report(
-            ctx,
-            Outcome(
-                phase=Phase.FAILED,
-                reason="StoreError",
-                message=f"results could not be stored: {e}",
-                started=started,
-                finished=ctx.clock(),
-                seeds=len(spec.seeds),
-                tally=tally,
-            ),
-        )
-    return await _report(ctx, attrs.evolve(outcome, results=results))
-
-
-async def _record_interruption(ctx: Context, tally: Tally) -> None:
-    """The operator is stopping this crawl: leave its progress in status, saying what next.
-
-    Best effort and bounded (the process is on its way out); the job stays
-    unfinished, so the next operator instance crawls it again from scratch."""
-    status = {
-        **tally.status(),
-        "message": "interrupted by an operator shutdown at the counts shown; "
-        "the next operator instance crawls it again from scratch",
-    }
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(3):
-            await ctx.reporter.progress(status)
-
-
-async def _crawl(job: JobRef, spec: CrawlSpec, *, tally: Tally, ctx: Context) -> CrawlStats:
-    sink = ctx.store.sink(job)
-    publisher = ProgressPublisher(
-        snapshot=tally.status, send=ctx.reporter.progress, interval=ctx.progress_interval
-    )
-    recorder = _Recorder(sink=sink, tally=tally, publisher=publisher)
-    failure: StoreError | None = None
-    try:
-        async with ctx.open_fetcher(spec) as fetcher:
-            stats = await engine.crawl(spec, fetcher=fetcher, sink=recorder)
-        await sink.flush()
-    except* StoreError as group:
-        # The engine's TaskGroup wraps what a worker raised; one store failure is enough to say.
-        failure = _first(group)
-    finally:
-        await publisher.close()
-    if failure is not None:
-        raise failure
-    return stats
-
-
-def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    assert isinstance(leaf, StoreError)
-    return leaf
-
-
-def _completed(
-    spec: CrawlSpec,
-    stats: CrawlStats,
-    *,
-    tally: Tally,
-    started: datetime.datetime,
-    finished: datetime.datetime,
-) -> Outcome:
-    summary = (
-        f"{stats.pages_ok} pages fetched, {stats.pages_failed} failed, {stats.edges} links, "
-        f"{stats.unique_urls} unique URLs in {stats.elapsed:.1f}s"
-    )
-    if stats.timed_out:
-        reason, message = "TotalTimeout", f"stopped by totalTimeoutSeconds: {summary}"
-    else:
-        reason, message = "Completed", summary
-    return Outcome(
-        phase=Phase.SUCCEEDED,
-        reason=reason,
-        message=message,
-        started=started,
-        finished=finished,
-        seeds=len(spec.seeds),
-        stats=stats,
-        tally=tally,
-    )
-
-
-async def _report(ctx: Context, outcome: Outcome) -> Outcome:
-    await ctx.reporter.finished(outcome)
-    return outcome

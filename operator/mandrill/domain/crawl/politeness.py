@@ -1,0 +1,121 @@
+"""Whether, and how fast, a host may be fetched: per-host slots, Crawl-delay, robots.txt.
+
+Every request of a crawl (pages and robots.txt alike) goes through
+`Politeness.fetch`: a per-host semaphore bounds the requests one host sees at
+once, and a host whose robots.txt sets Crawl-delay gets its request starts
+spaced by that delay. robots.txt is fetched once per origin, under a lock so
+concurrent workers do not fetch it twice, and kept for the crawl; what a
+failed fetch of it means follows RFC 9309 (see `robots`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import attrs
+
+from mandrill.domain.crawl import pages, robots, urls
+from mandrill.domain.crawl.models import CrawlSpec, ErrorKind, FetchFailure, FetchResult
+from mandrill.domain.crawl.ports import BodyFilter, Fetcher
+
+ROBOTS_MAX_REDIRECTS = 5
+
+
+@attrs.define
+class _Host:
+    slots: asyncio.Semaphore
+    delay: float = 0.0
+    next_start: float = 0.0
+
+
+@attrs.define
+class Politeness:
+    """The per-host and per-origin state of one crawl."""
+
+    spec: CrawlSpec
+    fetcher: Fetcher
+    hosts: dict[str, _Host] = attrs.Factory(dict)
+    policies: dict[str, robots.RobotsPolicy | FetchFailure] = attrs.Factory(dict)
+    robots_locks: dict[str, asyncio.Lock] = attrs.Factory(dict)
+
+    async def refusal(self, url: str) -> pages.Failure | None:
+        """Why robots.txt keeps the crawl from `url`; None when it may be fetched."""
+        if not self.spec.respect_robots:
+            return None
+        origin = urls.origin_of(url)
+        policy = self.policies.get(origin)
+        if policy is None:
+            lock = self.robots_locks.setdefault(origin, asyncio.Lock())
+            async with lock:
+                policy = self.policies.get(origin)
+                if policy is None:
+                    policy = self.policies[origin] = await self._load_robots(origin)
+        if isinstance(policy, FetchFailure):
+            return pages.Failure(kind=policy.kind, message=f"robots.txt: {policy.message}")
+        if not policy.allows(url, user_agent=self.spec.user_agent):
+            return pages.Failure(
+                kind=ErrorKind.ROBOTS, message=policy.reason or "disallowed by robots.txt"
+            )
+        return None
+
+    async def fetch(
+        self, url: str, *, max_bytes: int, want_body: BodyFilter
+    ) -> FetchResult | FetchFailure:
+        """One hop through the fetcher, within the host's slots and Crawl-delay."""
+        host = self._host(urls.authority_of(url))
+        async with host.slots:
+            if host.delay > 0:
+                now = time.monotonic()
+                start = max(now, host.next_start)
+                host.next_start = start + host.delay
+                if start > now:
+                    await asyncio.sleep(start - now)
+            return await self.fetcher.fetch(url, max_bytes=max_bytes, want_body=want_body)
+
+    async def _load_robots(  # noqa: PLR0911 - one return per RFC 9309 case
+        self, origin: str
+    ) -> robots.RobotsPolicy | FetchFailure:
+        url = f"{origin}/robots.txt"
+        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
+            outcome = await self.fetch(
+                url, max_bytes=robots.ROBOTS_MAX_BYTES, want_body=_wants_success
+            )
+            if isinstance(outcome, FetchFailure):
+                if outcome.kind is ErrorKind.TOO_LARGE:
+                    return robots.RobotsPolicy.allow_all()
+                return outcome
+            if outcome.status in pages.REDIRECT_STATUSES and outcome.location is not None:
+                target = pages.redirect_target(url, outcome.location)
+                if target is None:
+                    return robots.RobotsPolicy.allow_all()
+                url = target
+                continue
+            if 200 <= outcome.status < 300:
+                text = (outcome.body or b"").decode("utf-8", errors="replace")
+                if len(text) > pages.INLINE_PARSE_BYTES:
+                    policy = await asyncio.to_thread(robots.RobotsPolicy.parse, text)
+                else:
+                    policy = robots.RobotsPolicy.parse(text)
+                host = self._host(urls.authority_of(origin + "/"))
+                host.delay = policy.crawl_delay(user_agent=self.spec.user_agent)
+                host.next_start = time.monotonic() + host.delay
+                return policy
+            if outcome.status >= 500:
+                return robots.RobotsPolicy.unavailable(
+                    f"robots.txt unavailable (HTTP {outcome.status}), so all is disallowed"
+                )
+            return robots.RobotsPolicy.allow_all()
+        return robots.RobotsPolicy.allow_all()
+
+    def _host(self, authority: str) -> _Host:
+        host = self.hosts.get(authority)
+        if host is None:
+            host = self.hosts[authority] = _Host(
+                slots=asyncio.Semaphore(self.spec.per_host_concurrency)
+            )
+        return host
+
+
+def _wants_success(status: int, media_type: str | None) -> bool:
+    return 200 <= status < 300
