@@ -97,14 +97,14 @@ class Services:
         )
         return ctx if waiting is None else attrs.evolve(ctx, waiting=waiting)
 
-    def crawl_context(
-        self, *, job: crawl_job.JobRef, body: Mapping[str, Any], events: crawl_jobs.EventSink
-    ) -> crawl_job.Context:
+    def crawl_context(self, *, job: crawl_job.JobRef, body: Mapping[str, Any]) -> crawl_job.Context:
         """The ports of one CrawlJob's run."""
         return crawl_job.Context(
             seeds=crawl_jobs.ConfigMapSeeds(api=self.api),
             store=self.crawl_store,
-            reporter=crawl_jobs.CrawlJobStatus(api=self.api, job=job, body=body, events=events),
+            reporter=crawl_jobs.CrawlJobStatus(
+                api=self.api, job=job, body=body, events=self.events.post
+            ),
             open_fetcher=crawl_jobs.fetcher_factory(self.crawl_policy),
         )
 

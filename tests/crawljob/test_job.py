@@ -233,7 +233,7 @@ async def test_a_run_reports_started_then_succeeded_with_counters() -> None:
         "Complete": "True",
         "Failed": "False",
     }
-    assert status["finishedAt"] == "2026-01-02T03:04:05Z"
+    assert status["finishedAt"] == "2026-01-02T03:04:05.000000Z"
 
 
 async def test_a_missing_configmap_fails_before_anything_is_stored() -> None:

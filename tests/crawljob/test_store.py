@@ -139,7 +139,7 @@ async def test_finish_counts_rows_and_the_reader_exports_them(
     with crawl_store.ResultsReader.open(store.url) as reader:
         record = reader.job(JOB.uid)
         assert record is not None
-        assert (record.phase, record.finished_at) == ("Succeeded", "2026-01-02T03:04:05Z")
+        assert (record.phase, record.finished_at) == ("Succeeded", "2026-01-02T03:04:05.000000Z")
         out = io.StringIO()
         writer = export.open_writer("tsv", out)
         assert reader.export(JOB.uid, writer) == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
 from mandrill.adapters import http, kube, ssrf
+from mandrill.domain import timestamps
 from mandrill.domain.crawl import ports
 from mandrill.domain.crawl.job import (
     FetcherFactory,
@@ -28,13 +29,10 @@ from mandrill.domain.crawl.job import (
     Outcome,
     Phase,
     final_status,
-    timestamp,
 )
 from mandrill.domain.crawl.models import CrawlSpec
 from mandrill.domain.errors import PermanentError
-
-EventSink = Callable[[Mapping[str, Any], str, str, str], None]
-"""(object, type, reason, message): posts a Kubernetes Event about the object."""
+from mandrill.domain.events import EventSink
 
 
 @attrs.frozen
@@ -117,7 +115,7 @@ class CrawlJobStatus:
                 "message": message,
                 "attempts": attempt,
                 "seeds": seeds,
-                "startedAt": timestamp(started),
+                "startedAt": timestamps.format(started),
                 "finishedAt": None,
                 "observedGeneration": self.job.generation,
                 "pagesFetched": 0,

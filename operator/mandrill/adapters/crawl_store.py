@@ -34,7 +34,8 @@ import attrs
 
 from mandrill.adapters import export, metrics
 from mandrill.adapters.sqlite import PRAGMAS, LazyConnection, sqlite_path
-from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults, timestamp
+from mandrill.domain import timestamps
+from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults
 from mandrill.domain.crawl.models import Edge, EdgeList, ErrorKind, PageResult, Progress
 from mandrill.domain.errors import StoreError
 
@@ -173,7 +174,7 @@ class CrawlStore:
                     " VALUES (?, ?, ?, ?, ?, 'Running') ON CONFLICT(job_uid) DO UPDATE SET"
                     " attempt = excluded.attempt, started_at = excluded.started_at,"
                     " finished_at = NULL, phase = 'Running', reason = NULL, stats_json = NULL",
-                    [(job.uid, job.namespace, job.name, attempt, timestamp(started))],
+                    [(job.uid, job.namespace, job.name, attempt, timestamps.format(started))],
                 ),
             ]
         )
@@ -193,7 +194,7 @@ class CrawlStore:
                     " WHERE job_uid = ?",
                     [
                         (
-                            timestamp(outcome.finished),
+                            timestamps.format(outcome.finished),
                             str(outcome.phase),
                             outcome.reason,
                             summary,

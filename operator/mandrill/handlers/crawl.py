@@ -18,8 +18,7 @@ only posting its last Events.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -39,10 +38,6 @@ _STOP_CRAWL = (
     | kopf.DaemonStoppingReason.OPERATOR_EXITING
     | kopf.DaemonStoppingReason.OPERATOR_PAUSING
 )
-
-
-def post_event(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-    kopf.event(cast(kopf.Body, obj), type=kind, reason=reason, message=message[:1000])
 
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:
@@ -76,7 +71,7 @@ async def crawl(
         uid=meta["uid"],
         generation=int(meta.get("generation") or 1),
     )
-    ctx = services.crawl_context(job=ref, body=body, events=post_event)
+    ctx = services.crawl_context(job=ref, body=body)
     work = asyncio.create_task(
         job_run.run(ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx)
     )

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from mandrill.domain import conditions, timestamps
 from mandrill.domain.crawl import ports
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
 
@@ -39,11 +40,6 @@ FINISHED = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 def is_finished(status: Mapping[str, Any]) -> bool:
     """A finished job is never crawled again, not even after an operator restart."""
     return status.get("phase") in FINISHED
-
-
-def timestamp(moment: datetime.datetime) -> str:
-    """RFC 3339 in UTC, to the second, as Kubernetes writes times."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def utc_now() -> datetime.datetime:
@@ -103,7 +99,7 @@ class Tally:
                 "done": self.progress.done,
                 "scheduled": self.progress.scheduled,
                 "elapsedSeconds": int(self.progress.elapsed),
-                "updatedAt": timestamp(self.clock()),
+                "updatedAt": timestamps.format(self.clock()),
             },
         }
 
@@ -143,7 +139,7 @@ def final_status(outcome: Outcome, *, job: JobRef) -> dict[str, Any]:
         "reason": outcome.reason,
         "message": outcome.message,
         "observedGeneration": job.generation,
-        "finishedAt": timestamp(outcome.finished),
+        "finishedAt": timestamps.format(outcome.finished),
         "seeds": outcome.seeds,
     }
     if outcome.tally is not None:
@@ -168,18 +164,20 @@ def final_status(outcome: Outcome, *, job: JobRef) -> dict[str, Any]:
             "export": f"mandrill results {job} --store-url {outcome.results.store}",
         }
     succeeded = outcome.phase is Phase.SUCCEEDED
-    when = timestamp(outcome.finished)
-    status["conditions"] = [
-        {
-            "type": kind,
-            "status": "True" if holds else "False",
-            "reason": outcome.reason,
-            "message": outcome.message,
-            "observedGeneration": job.generation,
-            "lastTransitionTime": when,
-        }
-        for kind, holds in (("Complete", succeeded), ("Failed", not succeeded))
-    ]
+    # A run starts with no conditions (CrawlJobStatus.started clears them), so
+    # both are set once, at the end, as a Job's Complete and Failed are.
+    made: list[conditions.Condition] = []
+    for kind, holds in (("Complete", succeeded), ("Failed", not succeeded)):
+        made = conditions.set_condition(
+            made,
+            type=kind,
+            status=holds,
+            reason=outcome.reason,
+            message=outcome.message,
+            generation=job.generation,
+            now=outcome.finished,
+        )
+    status["conditions"] = made
     return status
 
 
