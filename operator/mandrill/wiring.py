@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -39,6 +39,17 @@ from mandrill.supervision import TaskRegistry, close_in_order
 log = logging.getLogger(__name__)
 
 
+def namespace_filter(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether kopf, given `patterns` (--namespace), serves a namespace: the resync must
+    list exactly what the watches see, globs and exclusions included."""
+
+    def serves(namespace: str) -> bool:
+        name = references.NamespaceName(namespace)
+        return any(references.match_namespace(name, p) for p in patterns)
+
+    return serves
+
+
 @attrs.define
 class Services:
     settings: Settings
@@ -59,12 +70,7 @@ class Services:
         self.restarts = RestartService(
             ports=Ports(
                 requests=KubeRequests(
-                    api=self.api,
-                    patterns=patterns,
-                    serves=lambda ns: any(
-                        references.match_namespace(references.NamespaceName(ns), p)
-                        for p in patterns
-                    ),
+                    api=self.api, patterns=patterns, serves=namespace_filter(patterns)
                 ),
                 context=self.restart_context,
                 schedule_ttl=lambda request, due: reaper.schedule(request, due=due),
