@@ -375,3 +375,25 @@ async def test_drain_starts_nothing_new_and_hands_back_what_runs(harness: Harnes
 
 def test_status_helpers_agree_with_the_service_view() -> None:
     assert not status.is_acknowledged(body("x")["status"])
+
+
+async def test_wants_filters_the_events_our_own_patches_cause(harness: Harness) -> None:
+    service = harness.service()
+    fresh = body("r")
+    assert service.wants(fresh)
+    service.observe(fresh)
+    assert service.wants(body("r"))  # queued: a newer body is still taken
+    service.start()
+    await settle(service, harness, done=1)
+    assert not service.wants(body("r", phase="Running"))  # a late event of our plan patch
+    acked = [{"type": "Acknowledged", "status": "True"}]
+    assert not service.wants(body("r", conditions=acked))
+    with_ttl = body(
+        "t", spec={"target": {"name": "a"}, "ttlSecondsAfterFinished": 5}, conditions=acked
+    )
+    assert service.wants(with_ttl)
+    service.observe(with_ttl)
+    assert not service.wants(with_ttl)  # scheduled once
+    unsaved = [{"type": "Saved", "status": "False"}, *acked]
+    assert service.wants(body("u", conditions=unsaved))
+    await service.drain(1)

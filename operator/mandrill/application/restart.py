@@ -155,6 +155,8 @@ class RestartService:
     """Requests queued, in flight or backing off, by UID."""
     _handled: set[str] = attrs.Factory(set)
     """UIDs this process has seen through; events of our own earlier patches are ignored."""
+    _finished_seen: set[str] = attrs.Factory(set)
+    """Acknowledged requests whose TTL has been scheduled."""
     _queue: list[tuple[float, int, str]] = attrs.Factory(list)
     _seq: itertools.count[int] = attrs.Factory(itertools.count)
     _wakeup: asyncio.Event = attrs.Factory(asyncio.Event)
@@ -185,9 +187,26 @@ class RestartService:
         self._entries[uid] = Entry(ref=RequestRef.from_body(body), body=body)
         self._push(uid, _created(body))
 
+    def wants(self, body: Body) -> bool:
+        """Whether `observe(body)` would do anything: kopf's cheap filter, so the events
+        our own patches cause never reach a handler (each invocation costs CPU and a
+        log line). Finished requests are wanted once each, for their TTL and journal."""
+        uid = body["metadata"]["uid"]
+        st = body.get("status") or {}
+        if not status.is_acknowledged(st):
+            entry = self._entries.get(uid)
+            return (
+                not self._draining
+                and uid not in self._handled
+                and (entry is None or entry.state is State.QUEUED)
+            )
+        wanted = (body.get("spec") or {}).get("ttlSecondsAfterFinished") is not None
+        return (wanted and uid not in self._finished_seen) or status.unsaved(st)
+
     def forget(self, uid: str) -> None:
         """The request was deleted."""
         self._handled.discard(uid)
+        self._finished_seen.discard(uid)
 
     async def resync(self) -> int:
         """Consume every unacknowledged request this process does not know; how many it found."""
@@ -392,6 +411,7 @@ class RestartService:
         spec, st = body.get("spec") or {}, body.get("status") or {}
         ttl = spec.get("ttlSecondsAfterFinished")
         if ttl is not None:
+            self._finished_seen.add(body["metadata"]["uid"])
             finished = timestamps.parse(st.get("finishedAt")) or timestamps.now()
             self.ports.schedule_ttl(
                 RequestRef.from_body(body), finished + datetime.timedelta(seconds=ttl)

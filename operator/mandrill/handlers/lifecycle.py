@@ -30,7 +30,10 @@ async def start(
         prefix=resources.GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{resources.GROUP}/finalizer"
-    settings.posting.level = logging.INFO
+    # Our Events go through our own poster (adapters.events); kopf turns its log
+    # lines about an object into Events too, which at INFO would add "Handler
+    # succeeded" to every request. Its warnings and errors stay visible.
+    settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 30
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

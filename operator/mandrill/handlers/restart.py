@@ -22,7 +22,12 @@ from mandrill.wiring import Services
 RR = (resources.GROUP, resources.VERSION, resources.RESTART_REQUESTS)
 
 
-@kopf.on.event(*RR)
+def _wanted(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    services: Services = memo.services
+    return type == "DELETED" or services.restarts.wants(body)
+
+
+@kopf.on.event(*RR, when=_wanted)
 async def observe(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     services: Services = memo.services
     if type == "DELETED":
