@@ -6,8 +6,8 @@ Pod Security Standard, RBAC has no wildcards and every rule says whether kopf
 or mandrill needs it, the settings that must agree do (grace period and drain,
 probe and liveness port, metrics port, store path and volume, image user and
 pod user), the namespaced overlay binds exactly the namespaces it watches,
-every CRD is installed (and nothing else lacks the app label README's
-uninstall selects by), and the kind script parses.
+every CRD is installed (and nothing else lacks the app label the uninstall
+in docs/operations.md selects by), and the kind script parses.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def test_base_installs_every_crd_and_labels_all_else() -> None:
 
     assert on_disk == {"restartrequests.mandrill.dev", "crawljobs.mandrill.dev"}
     assert rendered == on_disk
-    # README "Uninstall" removes all but the CRDs by this label: CRDs must not carry it.
+    # docs/operations.md "Uninstall" removes all but the CRDs by this label: CRDs must not carry it.
     for doc in render("base"):
         labelled = doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "mandrill"
         assert labelled != doc["kind"].endswith("Definition"), doc["metadata"]["name"]
