@@ -20,6 +20,22 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def namespace_patterns(text: str) -> tuple[str, ...]:
+    """--namespace as kopf patterns: `team-*,!team-test-*` serves team-* but not team-test-*.
+
+    kopf serves a namespace that matches ANY of its patterns, and applies a
+    `!exclusion` only inside the pattern it is part of; an exclusion passed
+    as a pattern of its own would match every other namespace. So each
+    inclusive glob becomes one pattern carrying all the exclusions, and
+    exclusions alone mean "everything but these"."""
+    parts = _csv(text)
+    excluded = [p for p in parts if p.startswith("!")]
+    included = [p for p in parts if not p.startswith("!")]
+    if not included:
+        return (",".join(excluded),) if excluded else ()
+    return tuple(",".join([glob, *excluded]) for glob in included)
+
+
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -46,7 +62,7 @@ class Settings:
     """Namespaces whose targets are never restarted (reported as skipped)."""
     max_concurrent_restarts: int = 50
     """Restarts in flight across all requests."""
-    max_concurrent_requests: int = 32
+    max_concurrent_requests: int = 64
     """RestartRequests worked on at once; the rest wait their turn, oldest first."""
     resync_interval: float = 60.0
     """Seconds between listings that find requests no watch event brought."""
@@ -72,7 +88,12 @@ class Option:
 
 
 OPTIONS = (
-    Option("--namespace", "namespaces", "comma-separated namespaces or globs; empty: cluster-wide"),
+    Option(
+        "--namespace",
+        "namespaces",
+        "comma-separated namespaces or globs, !glob to exclude (team-*,!team-test-*); "
+        "empty: cluster-wide",
+    ),
     Option("--store-url", "store_url", "journal store URL (sqlite:///path)"),
     Option(
         "--drain-timeout", "drain_timeout", "seconds to finish in-flight work on SIGTERM", float
@@ -142,7 +163,9 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
         if raw is None:
             continue
         try:
-            if o.field in ("namespaces", "denied_namespaces"):
+            if o.field == "namespaces":
+                values[o.field] = namespace_patterns(raw)
+            elif o.field == "denied_namespaces":
                 values[o.field] = _csv(raw)
             else:
                 values[o.field] = o.parse(raw)

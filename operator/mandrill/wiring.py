@@ -81,6 +81,7 @@ class Services:
             ),
             max_in_flight=self.settings.max_concurrent_requests,
         )
+        self.events.busy = lambda: self.restarts.in_flight > 0
 
     def restart_context(
         self,
@@ -160,7 +161,7 @@ async def start(settings: Settings, *, draining: asyncio.Event) -> Services:
         api=api,
         journal=journal,
         tasks=TaskRegistry("requests", on_failure=metrics.background_failed),
-        events=events.EventPoster(api=api),
+        events=events.EventPoster.over(api),
         limiter=asyncio.Semaphore(settings.max_concurrent_restarts),
         crawl_store=crawl_store,
         crawl_policy=ssrf.AddressPolicy.from_settings(allow_private=settings.crawl_allow_private),

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
+from mandrill import config
 from mandrill.adapters.restart_requests import KubeRequests
 from mandrill.wiring import namespace_filter
 from tests.kube import eventually
@@ -73,10 +74,12 @@ async def test_resync_lists_exactly_the_served_namespaces(
     for ns in (served, excluded, other):
         await rr.create_request(api, ns, "r", {"target": {"name": "p"}})
 
-    async def namespaces(*patterns: str) -> set[str]:
+    async def namespaces(flag: str) -> set[str]:
+        """What the resync lists for `--namespace flag`."""
+        patterns = config.namespace_patterns(flag)
         requests = KubeRequests(api=api, patterns=patterns, serves=namespace_filter(patterns))
         return {b["metadata"]["namespace"] for b in await requests.list_all()}
 
-    assert await namespaces("resync-*", "!resync-skip-*") == {served}
-    assert await namespaces(served, other) == {served, other}
-    assert {served, excluded, other} <= await namespaces()  # cluster-wide
+    assert await namespaces("resync-*,!resync-skip-*") == {served}
+    assert await namespaces(f"{served},{other}") == {served, other}
+    assert {served, excluded, other} <= await namespaces("")  # cluster-wide

@@ -74,3 +74,22 @@ def test_out_of_range_value_names_its_source(
 ) -> None:
     with pytest.raises(ValueError, match=named):
         config.from_sources(args(*argv), environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("flag", "serves", "skips"),
+    [
+        ("shop,blog", {"shop", "blog"}, {"shopping", "other"}),
+        ("team-*,!team-test-*", {"team-a", "team-prod"}, {"team-test-1", "other"}),
+        ("a-*,b-*,!*-tmp", {"a-1", "b-1"}, {"a-tmp", "b-tmp", "c-1"}),
+        ("!kube-*", {"shop", "default"}, {"kube-system", "kube-public"}),
+    ],
+)
+def test_namespace_exclusions_apply_to_every_glob_as_kopf_reads_them(
+    flag: str, serves: set[str], skips: set[str]
+) -> None:
+    from mandrill.wiring import namespace_filter
+
+    patterns = config.namespace_patterns(flag)
+    matches = namespace_filter(patterns)
+    assert {ns for ns in serves | skips if matches(ns)} == serves

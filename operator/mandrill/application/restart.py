@@ -33,15 +33,14 @@ import asyncio
 import contextlib
 import datetime
 import enum
-import heapq
-import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
 
+from mandrill.application.fair_queue import FairQueue, Slot
 from mandrill.domain import timestamps
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.domain.events import EventSink
@@ -119,24 +118,6 @@ class Entry:
     backoff: float = 0.0
 
 
-@attrs.define
-class _Slot:
-    """One of the `max_in_flight` places; released once, whatever happens."""
-
-    semaphore: asyncio.Semaphore
-    held: bool = True
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            self.semaphore.release()
-
-    @contextlib.asynccontextmanager
-    async def lent(self) -> AsyncIterator[None]:
-        self.release()
-        yield
-
-
 def _created(body: Body) -> float:
     moment = timestamps.parse(body["metadata"].get("creationTimestamp"))
     return moment.timestamp() if moment is not None else time.time()
@@ -157,16 +138,13 @@ class RestartService:
     """UIDs this process has seen through; events of our own earlier patches are ignored."""
     _finished_seen: set[str] = attrs.Factory(set)
     """Acknowledged requests whose TTL has been scheduled."""
-    _queue: list[tuple[float, int, str]] = attrs.Factory(list)
-    _seq: itertools.count[int] = attrs.Factory(itertools.count)
-    _wakeup: asyncio.Event = attrs.Factory(asyncio.Event)
-    _slots: asyncio.Semaphore = attrs.field(init=False)
+    _queue: FairQueue = attrs.field(init=False)
     _running: set[asyncio.Task[None]] = attrs.Factory(set)
     _dispatcher: asyncio.Task[None] | None = None
     _draining: bool = False
 
     def __attrs_post_init__(self) -> None:
-        self._slots = asyncio.Semaphore(self.max_in_flight)
+        self._queue = FairQueue(self.max_in_flight)
 
     # -- what the handler and the resync call -------------------------------
 
@@ -185,7 +163,7 @@ class RestartService:
                 entry.body = body
             return
         self._entries[uid] = Entry(ref=RequestRef.from_body(body), body=body)
-        self._push(uid, _created(body))
+        self._queue.push(uid, order=_created(body))
 
     def wants(self, body: Body) -> bool:
         """Whether `observe(body)` would do anything: kopf's cheap filter, so the events
@@ -267,32 +245,21 @@ class RestartService:
 
     # -- the queue ----------------------------------------------------------
 
-    def _push(self, uid: str, created: float) -> None:
-        heapq.heappush(self._queue, (created, next(self._seq), uid))
-        self._wakeup.set()
-
     async def _dispatch(self) -> None:
+        def queued(uid: str) -> bool:
+            entry = self._entries.get(uid)
+            return entry is not None and entry.state is State.QUEUED
+
         while True:
-            await self._slots.acquire()
-            slot = _Slot(self._slots)
-            entry = await self._next()
+            uid, slot = await self._queue.take(queued)
+            entry = self._entries[uid]
             entry.state = State.RUNNING
             self.ports.observer.queued(self.waiting)
             task = asyncio.create_task(self._run(entry, slot), name=f"rr/{entry.ref.name}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _next(self) -> Entry:
-        while True:
-            while not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            _, _, uid = heapq.heappop(self._queue)
-            entry = self._entries.get(uid)
-            if entry is not None and entry.state is State.QUEUED:
-                return entry
-
-    async def _run(self, entry: Entry, slot: _Slot) -> None:
+    async def _run(self, entry: Entry, slot: Slot) -> None:
         try:
             retry = await self._attempt(entry, slot)
         except asyncio.CancelledError:
@@ -313,7 +280,7 @@ class RestartService:
             self._entries.pop(entry.ref.uid, None)
             return
         entry.state = State.QUEUED
-        self._push(entry.ref.uid, _created(entry.body))
+        self._queue.push(entry.ref.uid, order=_created(entry.body))
 
     def _backoff(self, entry: Entry) -> float:
         entry.backoff = min(self.max_backoff, entry.backoff * 2 or self.first_backoff)
@@ -321,7 +288,7 @@ class RestartService:
 
     # -- one attempt ----------------------------------------------------------
 
-    async def _attempt(self, entry: Entry, slot: _Slot) -> float | None:
+    async def _attempt(self, entry: Entry, slot: Slot) -> float | None:
         """Handle the request once; None when done with it, else seconds until a retry."""
         try:
             if entry.reread:
@@ -363,7 +330,7 @@ class RestartService:
             return self._backoff(entry)
         return None
 
-    async def _consume(self, entry: Entry, slot: _Slot) -> None:
+    async def _consume(self, entry: Entry, slot: Slot) -> None:
         body = entry.body
         raw_spec, st = body.get("spec") or {}, body.get("status") or {}
         attempt = status.attempts(st) + 1

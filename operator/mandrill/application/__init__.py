@@ -1,0 +1,1 @@
+"""The application layer: what happens to a message from the moment it is seen, over ports."""
