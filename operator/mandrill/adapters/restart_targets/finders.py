@@ -15,7 +15,6 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from mandrill import resources
 from mandrill.adapters import kube
 from mandrill.adapters.restart_targets.kube_objects import (
     Obj,
@@ -24,7 +23,6 @@ from mandrill.adapters.restart_targets.kube_objects import (
     meta,
     protected,
     selector_query,
-    template_annotations,
     workload_api,
 )
 from mandrill.domain.errors import PermanentError
@@ -54,7 +52,6 @@ class TargetFinder:
                     uid=meta(w)["uid"],
                     created=created(w),
                     protected=protected(w),
-                    restarted_by=template_annotations(w).get(resources.RESTARTED_BY_ANNOTATION),
                 )
                 for w in workloads
             ]

@@ -203,8 +203,6 @@ class Candidate:
     created: datetime.datetime
     protected: bool = False
     """Annotated mandrill.dev/protected: "true"."""
-    restarted_by: str | None = None
-    """For workloads: the request UID in the pod template's restarted-by annotation."""
 
 
 class TargetRow(TypedDict, total=False):
