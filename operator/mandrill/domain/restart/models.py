@@ -56,8 +56,6 @@ class Outcome(enum.StrEnum):
     DRY_RUN = "DryRun"
 
 
-FINAL_OUTCOMES = frozenset(set(Outcome) - {Outcome.PENDING})
-
 _DURATION = re.compile(r"(\d+)(d|h|m|s)")
 _DURATION_WHOLE = re.compile(r"(?:\d+(?:d|h|m|s))+")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
