@@ -69,6 +69,9 @@ def parse_duration(text: str) -> datetime.timedelta:
     return datetime.timedelta(seconds=seconds)
 
 
+_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+
+
 @attrs.frozen
 class Requirement:
     """One matchExpressions entry of a LabelSelector."""
@@ -93,6 +96,10 @@ class LabelSelector:
             for e in raw.get("matchExpressions") or ()
         )
         for e in expressions:
+            if e.operator not in _OPERATORS:
+                raise InvalidSpec(
+                    f"selector operator {e.operator!r} is not In, NotIn, Exists or DoesNotExist"
+                )
             if e.operator in ("In", "NotIn") and not e.values:
                 raise InvalidSpec(f"selector expression on {e.key!r}: {e.operator} needs values")
         selector = cls(
