@@ -93,6 +93,11 @@ def test_from_spec_defaults_match_the_crd() -> None:
             "In needs values",
             id="in-without-values",
         ),
+        pytest.param(
+            {"target": {"selector": {"matchExpressions": [{"key": "app", "operator": "Gt"}]}}},
+            "selector operator 'Gt' is not In, NotIn, Exists or DoesNotExist",
+            id="unknown-operator",
+        ),
         pytest.param({"target": {"name": "a"}, "minAge": "3 days"}, "minAge", id="bad-minAge"),
     ],
 )

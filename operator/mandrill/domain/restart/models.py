@@ -56,8 +56,6 @@ class Outcome(enum.StrEnum):
     DRY_RUN = "DryRun"
 
 
-FINAL_OUTCOMES = frozenset(set(Outcome) - {Outcome.PENDING})
-
 _DURATION = re.compile(r"(\d+)(d|h|m|s)")
 _DURATION_WHOLE = re.compile(r"(?:\d+(?:d|h|m|s))+")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -69,6 +67,9 @@ def parse_duration(text: str) -> datetime.timedelta:
         raise InvalidSpec(f"minAge {text!r} is not a duration like 30m, 12h or 3d")
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text))
     return datetime.timedelta(seconds=seconds)
+
+
+_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
 
 
 @attrs.frozen
@@ -95,6 +96,10 @@ class LabelSelector:
             for e in raw.get("matchExpressions") or ()
         )
         for e in expressions:
+            if e.operator not in _OPERATORS:
+                raise InvalidSpec(
+                    f"selector operator {e.operator!r} is not In, NotIn, Exists or DoesNotExist"
+                )
             if e.operator in ("In", "NotIn") and not e.values:
                 raise InvalidSpec(f"selector expression on {e.key!r}: {e.operator} needs values")
         selector = cls(
@@ -203,8 +208,6 @@ class Candidate:
     created: datetime.datetime
     protected: bool = False
     """Annotated mandrill.dev/protected: "true"."""
-    restarted_by: str | None = None
-    """For workloads: the request UID in the pod template's restarted-by annotation."""
 
 
 class TargetRow(TypedDict, total=False):
