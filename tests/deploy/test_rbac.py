@@ -269,8 +269,9 @@ async def test_operator_as_its_service_account_meets_no_permission_problem(
     crawl = await eventually(crawled, what="CrawlJob seeds finished")
     assert crawl["seeds"] == 1, crawl  # the ConfigMap was read
     # Events were posted, on the request and on the restarted workload
-    assert {e.reason for e in await rr.events_for(api, ns, "rollout")} == {"Acknowledged"}
-    on_workload = await rr.events_for(api, ns, "c", kind="Deployment")
+    on_request = await rr.events_with(api, ns, "rollout", {"Acknowledged"})
+    assert {e.reason for e in on_request} == {"Acknowledged"}
+    on_workload = await rr.events_with(api, ns, "c", {"Restarted"}, kind="Deployment")
     assert "Restarted" in {e.reason for e in on_workload}
 
     assert op.stop() == 0
@@ -397,7 +398,7 @@ async def test_request_the_operator_may_not_carry_out_fails_naming_forbidden(
     for name in ("evict", "rollout"):
         warnings = [
             e.message
-            for e in await rr.events_for(api, ns, name)
+            for e in await rr.events_with(api, ns, name, {"Failed"})
             if e.type == "Warning" and e.reason == "Failed"
         ]
         assert warnings, f"no Warning Event Failed on {name}"

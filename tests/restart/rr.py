@@ -146,3 +146,25 @@ async def events_for(
         namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={kind}"
     )
     return list(listed.items)
+
+
+async def events_with(
+    api: ApiClient,
+    namespace: str,
+    name: str,
+    reasons: set[str],
+    kind: str = "RestartRequest",
+    within: float = 20.0,
+) -> list[client.CoreV1Event]:
+    """The object's Events once each of `reasons` is among them.
+
+    The operator posts Events after the work and after its acknowledgements
+    (adapters/events.py), so a test waits for them rather than reading once."""
+
+    async def probe() -> list[client.CoreV1Event] | None:
+        found = await events_for(api, namespace, name, kind)
+        return found if reasons <= {e.reason for e in found} else None
+
+    return await kube.eventually(
+        probe, what=f"Events {sorted(reasons)} on {kind} {name}", within=within
+    )

@@ -90,7 +90,7 @@ async def test_sigkill_mid_request_resumes_without_restarting_twice(
         assert not await rr.pod_exists(api, ns, pod.metadata.name, pod.metadata.uid)
     store = pathlib.Path(second.store_url.removeprefix("sqlite:///"))
     assert len(rr.journal_rows(store, uid)) == 1
-    events = await rr.events_for(api, ns, "crash")
+    events = await rr.events_with(api, ns, "crash", {"Acknowledged", "Resumed"})
     acknowledged = sum(e.count or 1 for e in events if e.reason == "Acknowledged")
     assert acknowledged == 1
     assert any(e.reason == "Resumed" for e in events)
@@ -114,7 +114,7 @@ async def test_unavailable_store_still_restarts_and_reports_not_saved(
     assert saved["reason"] == "StoreUnavailable"
     for p in pods:
         assert not await rr.pod_exists(api, ns, p.metadata.name, p.metadata.uid)
-    events = await rr.events_for(api, ns, "unsaved")
+    events = await rr.events_with(api, ns, "unsaved", {"NotSaved"})
     assert any(e.reason == "NotSaved" and e.type == "Warning" for e in events)
 
 
