@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pathlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -41,6 +42,47 @@ PROXY_VARIABLES = (
     "all_proxy",
     "ALL_PROXY",
 )
+
+
+IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+async def credentials_problem() -> str | None:
+    """None if credentials are there; else one line saying what was looked for.
+
+    Checked before kopf starts: kopf itself would log "Invalid kube-config
+    file" and retry every minute, serving no health endpoint meanwhile -- a
+    pod that never says why it is not working."""
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except ConfigException:
+        pass
+    else:
+        return None
+    prefix = (
+        "no Kubernetes credentials: not in a cluster (no KUBERNETES_SERVICE_HOST, "
+        f"or no token at {IN_CLUSTER_TOKEN}), and"
+    )
+    path, missing = _kubeconfig()
+    if missing:
+        return f"{prefix} {missing}"
+    try:
+        await k8s_config.load_kube_config()
+    except (ConfigException, OSError, TypeError, ValueError) as e:
+        return f"{prefix} kubeconfig {path} unusable: {e}"
+    return None
+
+
+def _kubeconfig() -> tuple[str, str | None]:
+    """The kubeconfig the client would load, and what is missing about it, if anything."""
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if not paths:
+        default = pathlib.Path.home() / ".kube" / "config"
+        if not default.exists():
+            return str(default), f"no kubeconfig (KUBECONFIG unset, {default} missing)"
+        return str(default), None
+    absent = [p for p in paths if not pathlib.Path(p).exists()]
+    return paths[0], (f"kubeconfig {absent[0]} missing" if absent else None)
 
 
 async def make_client() -> ApiClient:

@@ -109,14 +109,11 @@ class RequestStatus:
         only one plan is ever written, and the other instance adopts it, so
         they restart the same targets (which UID preconditions then make
         happen once) instead of two different random subsets."""
-        # First try against the version kopf handed us (it writes nothing before
-        # the handler runs, so it is usually current); read only after a conflict.
+        # First try against the version kopf handed us, whose status the caller
+        # has already found without a plan (it is usually current); only after
+        # a conflict is the request read again, and its plan, if any, adopted.
         current: Mapping[str, Any] = self.body
         for _ in range(5):
-            theirs = status.prior_plan(current.get("status") or {}, description=plan.description)
-            if theirs is not None:
-                self._targets = {t.key: t for t in theirs.targets}
-                return theirs
             self._conditions = list((current.get("status") or {}).get("conditions") or ())
             try:
                 await self._record_plan(
@@ -124,8 +121,12 @@ class RequestStatus:
                 )
             except _Conflict:
                 current = await self._read()
-                continue
-            return plan
+            else:
+                return plan
+            theirs = status.prior_plan(current.get("status") or {}, description=plan.description)
+            if theirs is not None:
+                self._targets = {t.key: t for t in theirs.targets}
+                return theirs
         raise TransientError("the request kept changing while its plan was being recorded")
 
     async def _record_plan(

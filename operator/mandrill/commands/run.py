@@ -9,6 +9,9 @@ from typing import Any
 
 from mandrill import config
 
+NO_CREDENTIALS = 3
+"""Exit status when there is nothing to authenticate with (2 is a bad setting)."""
+
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
@@ -25,6 +28,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"mandrill run: {e}", file=sys.stderr)
         return 2
+    import asyncio
+
+    from mandrill.adapters import kube
+
+    problem = asyncio.run(kube.credentials_problem())
+    if problem is not None:
+        print(f"mandrill run: {problem}", file=sys.stderr)
+        return NO_CREDENTIALS
     import kopf
 
     # kopf's own formatters: JSON lines carry the object's reference (namespace,
