@@ -22,7 +22,7 @@ new_module() { # dir module-path comment
 
 k8s="$here/gomod/kubernetes"
 new_module "$k8s" mandrill.dev/localcluster/kubernetes \
-  "Builds kube-apiserver, controller-manager, scheduler and kubectl $K8S_VERSION."
+  "Builds kube-apiserver, controller-manager, scheduler, kubectl, kubelet and kube-proxy $K8S_VERSION."
 staging_version="v0.${K8S_VERSION#v1.}"
 upstream_mod=$(cd "$k8s" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .GoMod)
 (
@@ -31,7 +31,9 @@ upstream_mod=$(cd "$k8s" && go mod download -json "k8s.io/kubernetes@$K8S_VERSIO
   grep -E '=> \./staging/' "$upstream_mod" | awk '{print $1}' | sort -u | while read -r m; do
     go mod edit -replace="$m=$m@$staging_version"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  # kubelet and kube-proxy are for deploy/local/node.sh (a real node); they
+  # share this module so they are built at exactly the API server's version.
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     go get -tool "k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION"
   done
   go mod tidy
