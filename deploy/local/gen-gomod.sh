@@ -7,7 +7,7 @@
 # k8s.io/kubernetes and replaces every staging module with its published
 # v0.X.Y build can compile the binaries. The replace list is read from the real
 # go.mod, never typed by hand. etcd and kwok get modules of their own so their
-# grpc / otel versions never mix with the apiserver's.
+# grpc / otel versions never mix with the apiserver's; so does crictl.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -46,4 +46,7 @@ new_module "$etcd" mandrill.dev/localcluster/etcd "Builds etcd $ETCD_VERSION."
 kwok="$here/gomod/kwok"
 new_module "$kwok" mandrill.dev/localcluster/kwok "Builds kwok $KWOK_VERSION (fake kubelets)."
 (cd "$kwok" && go get -tool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" && go mod tidy)
-echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION"
+cri="$here/gomod/cri-tools"
+new_module "$cri" mandrill.dev/localcluster/cri-tools "Builds crictl $CRICTL_VERSION (debugging the real node's containerd)."
+(cd "$cri" && go get -tool "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" && go mod tidy)
+echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION"
