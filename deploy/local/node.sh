@@ -211,6 +211,13 @@ build_image() {
 
 # ---------------------------------------------------------------- set-up
 
+# Config files are rewritten only when their content changes: kube-proxy
+# exits when its configuration file is written to, even with the same bytes.
+put() { # file < content
+  cat >"$1.new"
+  if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else mv "$1.new" "$1"; fi
+}
+
 save_sysctls() {
   # What the kubelet sets (pkg/kubelet/cm setupKernelTunables) and cannot be
   # told not to: saved once, restored by `down`.
@@ -285,7 +292,7 @@ write_cni() {
   mkdir -p "$node/cni/net.d" "$node/cni/ipam"
   # isGateway false: the bridge and its address are ours (setup_bridge), so the
   # plugin never turns on forwarding machine-wide; no ipMasq.
-  cat >"$node/cni/net.d/10-mandrill.conflist" <<EOF
+  put "$node/cni/net.d/10-mandrill.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "mandrill-node",
@@ -311,7 +318,7 @@ EOF
 
 write_containerd_config() {
   mkdir -p "$node/containerd"
-  cat >"$node/containerd/config.toml" <<EOF
+  put "$node/containerd/config.toml" <<EOF
 # Written by deploy/local/node.sh. containerd for the real node only.
 version = 2
 root = "$node/containerd/root"
@@ -371,7 +378,7 @@ subjectAltName=IP:$bridge_ip,DNS:$node_name"
 }
 
 kubeconfig() { # file cert-name
-  cat >"$1" <<EOF
+  put "$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -388,7 +395,7 @@ EOF
 }
 
 write_kubelet_config() {
-  cat >"$node/kubelet-config.yaml" <<EOF
+  put "$node/kubelet-config.yaml" <<EOF
 # Written by deploy/local/node.sh.
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -432,7 +439,7 @@ EOF
 }
 
 write_kube_proxy_config() {
-  cat >"$node/kube-proxy-config.yaml" <<EOF
+  put "$node/kube-proxy-config.yaml" <<EOF
 # Written by deploy/local/node.sh.
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -459,7 +466,8 @@ EOF
 # API server here (--endpoint-reconciler-type=none, and its address is
 # 127.0.0.1, which no endpoint may be). Point it at the relay on the bridge.
 write_kubernetes_endpoints() {
-  kubectl apply -f - >/dev/null <<EOF
+  # (kubectl warns that v1 Endpoints is deprecated; kept for older clients.)
+  kubectl apply -f - 2>&1 >/dev/null <<EOF | { grep -v 'v1 Endpoints is deprecated' >&2 || true; }
 apiVersion: v1
 kind: Endpoints
 metadata:
@@ -511,12 +519,12 @@ cmd_up() {
   write_cni
   write_containerd_config
   # For looking inside: crictl --config <this file> ps | pods | logs ...
-  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 10\n' "$sock" "$sock" >"$node/crictl.yaml"
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 10\n' "$sock" "$sock" | put "$node/crictl.yaml"
   make_node_certs
   write_kubelet_config
   write_kube_proxy_config
   printf 'NODE_NAME=%s\nIMAGE=%s\nPOD_CIDR=%s\nSERVICE_CIDR=%s\nBRIDGE_IP=%s\nBRIDGE=%s\n' \
-    "$node_name" "$image" "$pod_cidr" "$service_cidr" "$bridge_ip" "$bridge" >"$node/node.env"
+    "$node_name" "$image" "$pod_cidr" "$service_cidr" "$bridge_ip" "$bridge" | put "$node/node.env"
 
   # No registry is reachable and nothing may leave this machine: a proxy
   # address nothing listens on makes every pull fail at once, locally,
@@ -575,7 +583,8 @@ cmd_down() {
   stop apiserver-relay
   if $apiserver_up; then
     kubectl delete node "$node_name" --ignore-not-found --wait=false >/dev/null
-    kubectl -n default delete endpoints,endpointslices.discovery.k8s.io -l mandrill.dev/real-node=relay --ignore-not-found >/dev/null
+    kubectl -n default delete endpoints,endpointslices.discovery.k8s.io -l mandrill.dev/real-node=relay \
+      --ignore-not-found 2>&1 >/dev/null | { grep -v 'v1 Endpoints is deprecated' >&2 || true; }
   else
     say "API server not reachable: Node $node_name and the kubernetes endpoints stay in the (stopped) cluster"
   fi
