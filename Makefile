@@ -9,7 +9,7 @@ CLUSTER := deploy/local/cluster.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-cluster cluster-up cluster-down cluster-purge cluster-env cluster-status \
-        demo test test-fast lint bench
+        demo test test-fast test-node lint bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,7 +46,13 @@ demo: $(STAMP) build-cluster ## set up and run the main job against the local cl
 # The control plane is built here, in the open, before pytest starts: a cold
 # build takes minutes and must never run inside a test's timeout.
 test: $(STAMP) build-cluster ## set up and run the whole test suite (starts its own cluster if needed)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not real_node" $(PYTEST_ARGS)
+
+# A real kubelet, containerd and kube-proxy on this machine (root; changes
+# iptables and kernel settings while it runs, all undone by node.sh down).
+test-node: $(STAMP) build-cluster ## the real-node tests (deploy/local/node.sh; needs root)
+	deploy/local/build.sh node
+	$(VENV)/bin/python -m pytest -m real_node tests/node $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## tests that need no cluster
 	$(VENV)/bin/python -m pytest -m "not cluster" $(PYTEST_ARGS)
