@@ -357,6 +357,12 @@ stop_all() { # [quiet]
 }
 
 cmd_down() {
+  # A real node (node.sh) mounts and firewalls things only its own `down`
+  # (as root) undoes; stopping the API server under it, or purging the folder
+  # over its mounts, would leave them behind. node.sh down removes these pid files.
+  if compgen -G "$pids/node-*.pid" >/dev/null; then
+    die "a real node runs on this cluster: run 'MANDRILL_CLUSTER_DIR=$dir deploy/local/node.sh down' (as root) first"
+  fi
   stop_all
   if [ "${1:-}" = --purge ]; then
     rm -rf "$dir"
