@@ -13,7 +13,8 @@ API server through the `kubernetes` Service as in-cluster clients do (token,
 CA, KUBERNETES_SERVICE_HOST); a pod reaches another pod through a ClusterIP
 Service (kube-proxy); a pod's packets to anything outside the pod and Service
 ranges -- an address beyond the machine, the machine's own main address, the
-kubelet's port -- are dropped by node.sh's firewall, which counts them.
+kubelet's port -- are dropped by node.sh's firewall, which counts them; exec
+and logs reach the container through the kubelet.
 """
 
 from __future__ import annotations
@@ -144,6 +145,19 @@ async def test_pod_reaches_the_api_server_through_the_kubernetes_service(
     assert phase == "Succeeded", log
     assert "HTTP 200" in log, log
     assert '"gitVersion"' in log, log
+
+
+async def test_exec_and_logs_go_through_the_kubelet(
+    api: ApiClient, cluster: kube.Cluster, node: dict[str, str], namespace: str
+) -> None:
+    """The API server reaches the kubelet (InternalIP, its client certificate) for exec and logs."""
+    await _server(api, node, namespace)
+    out = cluster.kubectl(
+        "-n", namespace, "exec", "web", "--", "/nodeutil", "tcp", "127.0.0.1:8080", "2s"
+    )
+    assert out.stdout.startswith("connected"), out.stdout
+    log = await client.CoreV1Api(api).read_namespaced_pod_log("web", namespace)
+    assert "serving on :8080" in log, log
 
 
 async def test_pod_reaches_a_pod_through_a_cluster_ip_service(
