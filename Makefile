@@ -9,7 +9,7 @@ CLUSTER := deploy/local/cluster.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-cluster cluster-up cluster-down cluster-purge cluster-env cluster-status \
-        demo test test-fast lint bench
+        demo test test-fast test-node lint bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,16 +22,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with mandrill installed (editable) and test tools
 
-build-cluster: ## build etcd, kube-*, kubectl and kwok from pinned Go modules (cached)
+# Exit status 3 from node.sh: no real node can run on this machine (it says why
+# in one line); everything else still works, on kwok's nodes alone.
+NODE := deploy/local/node.sh
+NODE_OR_SAY_WHY = $(NODE) $(1) || [ $$? -eq 3 ]
+
+build-cluster: ## build the control plane (etcd, kube-*, kubectl, kwok) and the real node (kubelet, kube-proxy; Debian packages) from pinned sources, cached
 	deploy/local/build.sh
+	@$(call NODE_OR_SAY_WHY,prepare)
 
-cluster-up: ## start the local control plane (idempotent); MANDRILL_CLUSTER_PORT / _DIR to move it
+cluster-up: ## start the local control plane and its real node (idempotent); MANDRILL_CLUSTER_PORT / _DIR to move it
 	$(CLUSTER) up
+	@$(call NODE_OR_SAY_WHY,up)
 
-cluster-down: ## stop the processes cluster-up started
+cluster-down: ## stop what cluster-up started, and undo what the real node set up
+	@$(call NODE_OR_SAY_WHY,down)
 	$(CLUSTER) down
 
 cluster-purge: ## stop the cluster and delete its state folder
+	@$(call NODE_OR_SAY_WHY,down)
 	$(CLUSTER) down --purge
 
 cluster-env: ## print export lines: eval "$$(make -s cluster-env)"
@@ -45,8 +54,13 @@ demo: $(STAMP) build-cluster ## set up and run the main job against the local cl
 
 # The control plane is built here, in the open, before pytest starts: a cold
 # build takes minutes and must never run inside a test's timeout.
-test: $(STAMP) build-cluster ## set up and run the whole test suite (starts its own cluster if needed)
+# tests/node joins a real node to the test cluster (root; it changes iptables
+# and kernel settings while it runs, all undone by node.sh down afterwards).
+test: $(STAMP) build-cluster ## set up and run the whole test suite (starts its own cluster and node if needed)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-node: $(STAMP) build-cluster ## only the real-node tests (deploy/local/node.sh; needs root)
+	$(VENV)/bin/python -m pytest -m real_node tests/node $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## tests that need no cluster
 	$(VENV)/bin/python -m pytest -m "not cluster" $(PYTEST_ARGS)

@@ -2,6 +2,11 @@
 # Builds the local control plane from pinned Go modules: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl and kwok.
 #
+#   build.sh          the control plane (what cluster.sh needs)
+#   build.sh node     kubelet and kube-proxy (component node-<k8s version>, from
+#                     the same module as kube-apiserver) and crictl, for a real
+#                     node (deploy/local/node.sh); never built unless asked for
+#
 # Binaries are cached by component and version in $MANDRILL_BIN_DIR (default
 # <repo>/.cache/bin, git-ignored) and mirrored to a per-machine cache
 # ($HOME/.cache/mandrill/bin) so that a fresh clone on the same machine -- CI
@@ -67,27 +72,48 @@ k8s_ldflags="-s -w \
  -X k8s.io/client-go/pkg/version.gitMajor=1 \
  -X k8s.io/client-go/pkg/version.gitMinor=$k8s_minor"
 
-build_component etcd "$ETCD_VERSION" "$here/gomod/etcd" \
-  "-s -w" go.etcd.io/etcd/server/v3
-build_component kwok "$KWOK_VERSION" "$here/gomod/kwok" \
-  "-s -w" sigs.k8s.io/kwok/cmd/kwok
-build_component kubernetes "$K8S_VERSION" "$here/gomod/kubernetes" "$k8s_ldflags" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+build_control_plane() {
+  build_component etcd "$ETCD_VERSION" "$here/gomod/etcd" \
+    "-s -w" go.etcd.io/etcd/server/v3
+  build_component kwok "$KWOK_VERSION" "$here/gomod/kwok" \
+    "-s -w" sigs.k8s.io/kwok/cmd/kwok
+  build_component kubernetes "$K8S_VERSION" "$here/gomod/kubernetes" "$k8s_ldflags" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 
-# kwok needs Stage documents (what a fake kubelet does to nodes and pods). Take
-# the ones kwok ships for this version from the module cache rather than
-# keeping copies of our own.
-stages="$bin_dir/kwok-$KWOK_VERSION/stages.yaml"
-if [ ! -f "$stages" ]; then
-  kwok_dir=$(cd "$here/gomod/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
-  {
-    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-      pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-      echo "---"
-      cat "$kwok_dir/kustomize/stage/$f"
-    done
-  } >"$stages.tmp" && mv "$stages.tmp" "$stages"
-  cp -p "$stages" "$machine_cache/kwok-$KWOK_VERSION/"
-fi
-log "ready: $bin_dir/{etcd-$ETCD_VERSION,kwok-$KWOK_VERSION,kubernetes-$K8S_VERSION}"
+  # kwok needs Stage documents (what a fake kubelet does to nodes and pods). Take
+  # the ones kwok ships for this version from the module cache rather than
+  # keeping copies of our own.
+  stages="$bin_dir/kwok-$KWOK_VERSION/stages.yaml"
+  if [ ! -f "$stages" ]; then
+    kwok_dir=$(cd "$here/gomod/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+    {
+      for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+        pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+        echo "---"
+        cat "$kwok_dir/kustomize/stage/$f"
+      done
+    } >"$stages.tmp" && mv "$stages.tmp" "$stages"
+    cp -p "$stages" "$machine_cache/kwok-$KWOK_VERSION/"
+  fi
+  log "ready: $bin_dir/{etcd-$ETCD_VERSION,kwok-$KWOK_VERSION,kubernetes-$K8S_VERSION}"
+}
+
+build_node() {
+  # A component of its own, so adding it leaves the kubernetes-<version>
+  # caches that exist valid.
+  build_component node "$K8S_VERSION" "$here/gomod/kubernetes" "$k8s_ldflags" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+  build_component crictl "$CRICTL_VERSION" "$here/gomod/cri-tools" \
+    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
+  log "ready: $bin_dir/{node-$K8S_VERSION,crictl-$CRICTL_VERSION}"
+}
+
+case ${1:-} in
+"") build_control_plane ;;
+node) build_node ;;
+*)
+  echo "usage: $0 [node]" >&2
+  exit 2
+  ;;
+esac

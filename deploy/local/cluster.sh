@@ -114,8 +114,21 @@ make_ca() { # name common-name
 # Bumped whenever make_pki changes, so existing folders get the new PKI.
 PKI_LAYOUT=3
 
+# What the API server shows a kubelet when it asks for logs, exec or
+# port-forward (a real node's kubelet, deploy/local/node.sh, lets only
+# authenticated callers in). Made when missing rather than by bumping
+# PKI_LAYOUT, so folders that exist keep their CA and every other key.
+make_kubelet_client_cert() {
+  [ -f "$pki/apiserver-kubelet-client.crt" ] && return
+  make_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+  chmod 600 "$pki/apiserver-kubelet-client.key"
+}
+
 make_pki() {
-  [ "$(cat "$pki/.complete" 2>/dev/null)" = "$PKI_LAYOUT" ] && return
+  if [ "$(cat "$pki/.complete" 2>/dev/null)" = "$PKI_LAYOUT" ]; then
+    make_kubelet_client_cert
+    return
+  fi
   say "making a throwaway CA and certificates in $pki"
   rm -rf "$pki" && mkdir -p "$pki"
   # An RSA CA, though the leaf keys are EC: the API server verifies the client
@@ -139,6 +152,7 @@ subjectAltName=IP:127.0.0.1,IP:::1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS
   make_cert front-proxy-client "/CN=front-proxy-client" "extendedKeyUsage=clientAuth" front-proxy-ca
   openssl ecparam -name prime256v1 -genkey -noout -out "$pki/service-account.key" 2>/dev/null
   openssl ec -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub" 2>/dev/null
+  make_kubelet_client_cert
   chmod 600 "$pki"/*.key
   echo "$PKI_LAYOUT" >"$pki/.complete"
 }
@@ -268,6 +282,9 @@ cmd_up() {
     --proxy-client-cert-file="$pki/front-proxy-client.crt" \
     --proxy-client-key-file="$pki/front-proxy-client.key" \
     --endpoint-reconciler-type=none \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --profiling="${MANDRILL_CLUSTER_PROFILING:-false}"
   wait_for "kube-apiserver /readyz" 90 apiserver_ready
 
@@ -340,6 +357,12 @@ stop_all() { # [quiet]
 }
 
 cmd_down() {
+  # A real node (node.sh) mounts and firewalls things only its own `down`
+  # (as root) undoes; stopping the API server under it, or purging the folder
+  # over its mounts, would leave them behind. node.sh down removes these pid files.
+  if compgen -G "$pids/node-*.pid" >/dev/null; then
+    die "a real node runs on this cluster: run 'MANDRILL_CLUSTER_DIR=$dir deploy/local/node.sh down' (as root) first"
+  fi
   stop_all
   if [ "${1:-}" = --purge ]; then
     rm -rf "$dir"

@@ -7,7 +7,7 @@
 # k8s.io/kubernetes and replaces every staging module with its published
 # v0.X.Y build can compile the binaries. The replace list is read from the real
 # go.mod, never typed by hand. etcd and kwok get modules of their own so their
-# grpc / otel versions never mix with the apiserver's.
+# grpc / otel versions never mix with the apiserver's; so does crictl.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -22,7 +22,7 @@ new_module() { # dir module-path comment
 
 k8s="$here/gomod/kubernetes"
 new_module "$k8s" mandrill.dev/localcluster/kubernetes \
-  "Builds kube-apiserver, controller-manager, scheduler and kubectl $K8S_VERSION."
+  "Builds kube-apiserver, controller-manager, scheduler, kubectl, kubelet and kube-proxy $K8S_VERSION."
 staging_version="v0.${K8S_VERSION#v1.}"
 upstream_mod=$(cd "$k8s" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .GoMod)
 (
@@ -31,7 +31,9 @@ upstream_mod=$(cd "$k8s" && go mod download -json "k8s.io/kubernetes@$K8S_VERSIO
   grep -E '=> \./staging/' "$upstream_mod" | awk '{print $1}' | sort -u | while read -r m; do
     go mod edit -replace="$m=$m@$staging_version"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  # kubelet and kube-proxy are for deploy/local/node.sh (a real node); they
+  # share this module so they are built at exactly the API server's version.
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     go get -tool "k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION"
   done
   go mod tidy
@@ -44,4 +46,7 @@ new_module "$etcd" mandrill.dev/localcluster/etcd "Builds etcd $ETCD_VERSION."
 kwok="$here/gomod/kwok"
 new_module "$kwok" mandrill.dev/localcluster/kwok "Builds kwok $KWOK_VERSION (fake kubelets)."
 (cd "$kwok" && go get -tool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" && go mod tidy)
-echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION"
+cri="$here/gomod/cri-tools"
+new_module "$cri" mandrill.dev/localcluster/cri-tools "Builds crictl $CRICTL_VERSION (debugging the real node's containerd)."
+(cd "$cri" && go get -tool "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" && go mod tidy)
+echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION"
