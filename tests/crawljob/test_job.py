@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import attrs
 
 from mandrill.domain.crawl import job, job_run, ports
+from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.crawl.models import (
     CrawlSpec,
     Edge,
@@ -110,10 +111,10 @@ def test_parse_url_list_skips_comments_blanks_and_junk() -> None:
 
 
 def test_is_finished() -> None:
-    assert job.is_finished({"phase": "Succeeded"})
-    assert job.is_finished({"phase": "Failed"})
-    assert not job.is_finished({"phase": "Running"})
-    assert not job.is_finished({})
+    assert crawl_status.is_finished({"phase": "Succeeded"})
+    assert crawl_status.is_finished({"phase": "Failed"})
+    assert not crawl_status.is_finished({"phase": "Running"})
+    assert not crawl_status.is_finished({})
 
 
 # --- the run, over fakes ---------------------------------------------------------------
@@ -219,7 +220,7 @@ async def test_a_run_reports_started_then_succeeded_with_counters() -> None:
     assert reporter.calls[0] == "started 1 1"
     assert reporter.calls[-1] == "finished Succeeded"
     assert store.begun == [1]
-    status = job.final_status(outcome, job=REF)
+    status = crawl_status.final(outcome, job=REF)
     assert (status["pagesFetched"], status["pagesFailed"], status["linksFound"]) == (3, 0, 3)
     assert status["uniqueLinks"] == 3
     assert status["results"] == {

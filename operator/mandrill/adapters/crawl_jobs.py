@@ -21,14 +21,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
 from mandrill.adapters import http, kube, ssrf
-from mandrill.domain import timestamps
 from mandrill.domain.crawl import ports
+from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.crawl.job import (
     FetcherFactory,
     JobRef,
     Outcome,
     Phase,
-    final_status,
 )
 from mandrill.domain.crawl.models import CrawlSpec
 from mandrill.domain.errors import PermanentError
@@ -102,36 +101,13 @@ class CrawlJobStatus:
 
     async def started(self, *, attempt: int, seeds: int, started: datetime.datetime) -> None:
         """Running, with the counters of any earlier attempt cleared."""
-        again = attempt > 1
-        message = (
-            f"attempt {attempt}: an earlier crawl was interrupted; crawling again from scratch"
-            if again
-            else f"crawling from {seeds} seed URL{'s' if seeds != 1 else ''}"
+        patch, message = crawl_status.started(
+            attempt=attempt, seeds=seeds, when=started, job=self.job
         )
-        await self._patch(
-            {
-                "phase": str(Phase.RUNNING),
-                "reason": "Restarted" if again else "Crawling",
-                "message": message,
-                "attempts": attempt,
-                "seeds": seeds,
-                "startedAt": timestamps.format(started),
-                "finishedAt": None,
-                "observedGeneration": self.job.generation,
-                "pagesFetched": 0,
-                "pagesFailed": 0,
-                "linksFound": 0,
-                "bytes": 0,
-                "errorsByKind": None,
-                "progress": None,
-                "results": None,
-                "uniqueLinks": None,
-                "conditions": None,
-            }
-        )
+        await self._patch(patch)
         self.events(self.body, "Normal", "Started", message)
 
-    async def progress(self, status: Mapping[str, Any]) -> None:
+    async def progress(self, status: crawl_status.CrawlJobStatus) -> None:
         """One progress patch."""
         await self._patch(status)
 
@@ -145,7 +121,7 @@ class CrawlJobStatus:
         await asyncio.shield(asyncio.ensure_future(self._finish(outcome)))
 
     async def _finish(self, outcome: Outcome) -> None:
-        await self._patch(final_status(outcome, job=self.job))
+        await self._patch(crawl_status.final(outcome, job=self.job))
         if outcome.phase is Phase.SUCCEEDED:
             self.events(self.body, "Normal", "Succeeded", f"{outcome.reason}: {outcome.message}")
         else:

@@ -25,6 +25,7 @@ import kopf
 from mandrill import resources
 from mandrill.adapters import metrics
 from mandrill.domain.crawl import job, job_run
+from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.wiring import Services
 
@@ -41,7 +42,7 @@ _STOP_CRAWL = (
 
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:
-    return not job.is_finished(status)
+    return not crawl_status.is_finished(status)
 
 
 @kopf.daemon(
@@ -62,7 +63,7 @@ async def crawl(
     stopped: kopf.DaemonStopped,
     **_: Any,
 ) -> None:
-    if job.is_finished(status):
+    if crawl_status.is_finished(status):
         return
     services: Services = memo.services
     ref = job.JobRef(

@@ -11,14 +11,14 @@ from __future__ import annotations
 import collections
 import datetime
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
-from mandrill.domain import conditions, timestamps
 from mandrill.domain.crawl import ports
+from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
 
 PROGRESS_INTERVAL = 2.0
@@ -32,14 +32,6 @@ class Phase(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-
-
-FINISHED = frozenset({Phase.SUCCEEDED, Phase.FAILED})
-
-
-def is_finished(status: Mapping[str, Any]) -> bool:
-    """A finished job is never crawled again, not even after an operator restart."""
-    return status.get("phase") in FINISHED
 
 
 def utc_now() -> datetime.datetime:
@@ -87,22 +79,6 @@ class Tally:
         self.bytes += result.size
         self.progress = progress
 
-    def status(self) -> dict[str, Any]:
-        """Counters and progress, as a status patch."""
-        return {
-            "pagesFetched": self.pages_ok,
-            "pagesFailed": self.pages_failed,
-            "linksFound": self.links,
-            "bytes": self.bytes,
-            "errorsByKind": dict(self.errors),
-            "progress": {
-                "done": self.progress.done,
-                "scheduled": self.progress.scheduled,
-                "elapsedSeconds": int(self.progress.elapsed),
-                "updatedAt": timestamps.format(self.clock()),
-            },
-        }
-
 
 @attrs.frozen
 class StoredResults:
@@ -116,7 +92,7 @@ class StoredResults:
 
 @attrs.frozen
 class Outcome:
-    """How an attempt ended; `final_status` turns it into the last status patch."""
+    """How an attempt ended; `status.final` turns it into the last status patch."""
 
     phase: Phase
     reason: str
@@ -130,55 +106,6 @@ class Outcome:
     tally: Tally | None = None
     """What was counted before the end; None when the crawl never started."""
     results: StoredResults | None = None
-
-
-def final_status(outcome: Outcome, *, job: JobRef) -> dict[str, Any]:
-    """The finishing status patch: phase, counters, errors by kind, results, conditions."""
-    status: dict[str, Any] = {
-        "phase": str(outcome.phase),
-        "reason": outcome.reason,
-        "message": outcome.message,
-        "observedGeneration": job.generation,
-        "finishedAt": timestamps.format(outcome.finished),
-        "seeds": outcome.seeds,
-    }
-    if outcome.tally is not None:
-        status.update(outcome.tally.status())
-    stats = outcome.stats
-    if stats is not None:
-        # The engine's numbers are authoritative where the tally could only approximate.
-        status.update(
-            pagesFetched=stats.pages_ok,
-            pagesFailed=stats.pages_failed,
-            linksFound=stats.edges,
-            uniqueLinks=stats.unique_urls,
-            bytes=stats.bytes,
-            errorsByKind=dict(stats.failures),
-        )
-    if outcome.results is not None:
-        status["results"] = {
-            "store": outcome.results.store,
-            "jobUID": job.uid,
-            "pages": outcome.results.pages,
-            "edges": outcome.results.edges,
-            "export": f"mandrill results {job} --store-url {outcome.results.store}",
-        }
-    succeeded = outcome.phase is Phase.SUCCEEDED
-    # A run starts with no conditions (CrawlJobStatus.started clears them), so
-    # both are set once, at the end, as a Job's Complete and Failed are.
-    made: list[conditions.Condition] = []
-    for kind, holds in (("Complete", succeeded), ("Failed", not succeeded)):
-        made = conditions.set_condition(
-            made,
-            type=kind,
-            status=holds,
-            reason=outcome.reason,
-            message=outcome.message,
-            generation=job.generation,
-            now=outcome.finished,
-        )
-    status["conditions"] = made
-    return status
 
 
 class SeedSource(Protocol):
@@ -220,7 +147,7 @@ class JobReporter(Protocol):
         """Running: the crawl begins."""
         ...
 
-    async def progress(self, status: Mapping[str, Any]) -> None:
+    async def progress(self, status: crawl_status.CrawlJobStatus) -> None:
         """A progress patch (already rate limited by the caller)."""
         ...
 

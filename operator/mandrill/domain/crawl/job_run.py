@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 
 from mandrill.domain.crawl import engine, urls
+from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.crawl.job import (
     PROGRESS_INTERVAL,
     BatchSink,
@@ -66,8 +67,8 @@ class ProgressPublisher:
     carries everything.
     """
 
-    snapshot: Callable[[], Mapping[str, Any]]
-    send: Callable[[Mapping[str, Any]], Awaitable[None]]
+    snapshot: Callable[[], crawl_status.CrawlJobStatus]
+    send: Callable[[crawl_status.CrawlJobStatus], Awaitable[None]]
     interval: float = PROGRESS_INTERVAL
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -187,20 +188,17 @@ async def _record_interruption(ctx: Context, tally: Tally) -> None:
 
     Best effort and bounded (the process is on its way out); the job stays
     unfinished, so the next operator instance crawls it again from scratch."""
-    status = {
-        **tally.status(),
-        "message": "interrupted by an operator shutdown at the counts shown; "
-        "the next operator instance crawls it again from scratch",
-    }
     with contextlib.suppress(Exception):
         async with asyncio.timeout(3):
-            await ctx.reporter.progress(status)
+            await ctx.reporter.progress(crawl_status.interrupted(tally))
 
 
 async def _crawl(job: JobRef, spec: CrawlSpec, *, tally: Tally, ctx: Context) -> CrawlStats:
     sink = ctx.store.sink(job)
     publisher = ProgressPublisher(
-        snapshot=tally.status, send=ctx.reporter.progress, interval=ctx.progress_interval
+        snapshot=lambda: crawl_status.counters(tally),
+        send=ctx.reporter.progress,
+        interval=ctx.progress_interval,
     )
     recorder = _Recorder(sink=sink, tally=tally, publisher=publisher)
     failure: StoreError | None = None
