@@ -326,8 +326,11 @@ async def test_giving_up_reports_pending_targets_as_failed(harness: Harness) -> 
     service.observe(planned)
     service.start()
     await settle(service, harness, done=1)
-    (target,) = harness.outcome("planned").targets
+    done = harness.outcome("planned")
+    (target,) = done.targets
     assert (target.outcome, target.message) == (Outcome.FAILED, "not attempted: InternalError")
+    # The error itself, not the TaskGroups it travelled through.
+    assert done.message.endswith("last: KeyError: 'surprise'")
     await service.drain(1)
 
 

@@ -49,6 +49,10 @@ class FairQueue:
     def __attrs_post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.limit)
 
+    def __len__(self) -> int:
+        """Keys waiting (a key dropped as stale on `take` counts until then)."""
+        return len(self._heap)
+
     def push(self, key: str, *, order: float) -> None:
         """Queue `key`; lower `order` (a creation time) goes first, ties by arrival."""
         heapq.heappush(self._heap, (order, next(self._seq), key))

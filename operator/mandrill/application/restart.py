@@ -126,7 +126,7 @@ def _created(body: Body) -> float:
 @attrs.define
 class RestartService:
     ports: Ports
-    max_in_flight: int = 32
+    max_in_flight: int = 64
     max_failures: int = 3
     """Unexpected errors a request may meet before it ends Failed (InternalError)."""
     first_backoff: float = 1.0
@@ -241,7 +241,8 @@ class RestartService:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for e in self._entries.values() if e.state is State.QUEUED)
+        """Requests queued for a slot (counted, not searched: this runs per dispatch)."""
+        return len(self._queue)
 
     # -- the queue ----------------------------------------------------------
 
@@ -313,7 +314,7 @@ class RestartService:
             return None
         except Exception as e:
             entry.failures += 1
-            entry.last_error = f"{type(e).__name__}: {e}"
+            entry.last_error = _describe(e)
             self.ports.observer.internal_error()
             log.exception(
                 "%s: unexpected error (%d of %d)", _name(entry), entry.failures, self.max_failures
@@ -385,6 +386,13 @@ class RestartService:
             )
         if status.unsaved(st):
             self.ports.save_later(body)
+
+
+def _describe(error: BaseException) -> str:
+    """`Type: message` of the error itself, not of the TaskGroup that carried it."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return f"{type(error).__name__}: {error}"
 
 
 def _name(entry: Entry) -> str:

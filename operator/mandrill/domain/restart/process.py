@@ -167,17 +167,21 @@ async def consume(
     finished: dict[str, TargetResult] = {}
     transient: list[TransientError] = []
     try:
-        saved, results = await asyncio.gather(
-            _save(ctx.journal, entry),
-            _restart_all(
-                request=request,
-                spec=spec,
-                plan=plan,
-                ctx=ctx,
-                finished=finished,
-                transient=transient,
-            ),
-        )
+        # A TaskGroup, not gather: should either side fail unexpectedly, the
+        # other is cancelled too, so no restart goes on behind the caller's retry.
+        async with asyncio.TaskGroup() as group:
+            saving = group.create_task(_save(ctx.journal, entry))
+            restarting = group.create_task(
+                _restart_all(
+                    request=request,
+                    spec=spec,
+                    plan=plan,
+                    ctx=ctx,
+                    finished=finished,
+                    transient=transient,
+                )
+            )
+        saved, results = saving.result(), restarting.result()
     except asyncio.CancelledError:
         # Shutdown (the drain timeout ran out): hand the rest back. What finished
         # is recorded; what was in flight stays Pending and the next instance
