@@ -48,6 +48,12 @@ class TaskRegistry:
         task.add_done_callback(lambda t: self._finished(key, t))
         return True
 
+    def cancel(self, key: str) -> None:
+        """Cancel the task under `key`, if one runs (its object is gone)."""
+        task = self._tasks.get(key)
+        if task is not None and not task.done():
+            task.cancel()
+
     def running(self, key: str) -> bool:
         task = self._tasks.get(key)
         return task is not None and not task.done()

@@ -28,7 +28,8 @@ from mandrill.adapters.request_status import RequestStatus
 from mandrill.adapters.restart_requests import KubeRequests
 from mandrill.adapters.restart_targets import KubeTargets
 from mandrill.adapters.sqlite import sqlite_path
-from mandrill.application.restart import Ports, RestartService, Waiting
+from mandrill.application.restart import RestartService
+from mandrill.application.restart_ports import Ports, Waiting
 from mandrill.config import Settings
 from mandrill.domain.crawl import job as crawl_job
 from mandrill.domain.errors import StoreError

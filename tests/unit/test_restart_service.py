@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 import pytest
 
-from mandrill.application.restart import Ports, RestartService, Waiting
+from mandrill.application.restart import RestartService
+from mandrill.application.restart_ports import Ports, Waiting
 from mandrill.domain import timestamps
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.domain.restart import process, status
@@ -111,6 +112,8 @@ class Harness:
     observer: FakeObserver = attrs.Factory(FakeObserver)
     reporters: dict[str, FakeReporter] = attrs.Factory(dict)
     acknowledged: list[str] = attrs.Factory(list)
+    ack_error: Exception | None = None
+    """What acknowledge() raises (a status that cannot be written), when set."""
     events: list[tuple[str, str, str]] = attrs.Factory(list)
     sleeps: list[float] = attrs.Factory(list)
     ttls: list[str] = attrs.Factory(list)
@@ -124,6 +127,8 @@ class Harness:
         @attrs.define
         class Reporter(FakeReporter):
             async def acknowledge(self, outcome: process.FinalOutcome) -> None:
+                if harness.ack_error is not None:
+                    raise harness.ack_error
                 await super().acknowledge(outcome)
                 harness.acknowledged.append(request.name)
 
@@ -346,17 +351,92 @@ async def test_transient_errors_back_off_and_are_not_internal_errors(harness: Ha
     await service.drain(1)
 
 
-async def test_a_permanent_error_on_the_request_is_an_event_and_the_end(harness: Harness) -> None:
-    harness.targets.find_error = RuntimeError("first")
-    harness.requests.read_error = PermanentError("Forbidden", "cannot read the request")
+async def test_a_permanent_error_ends_the_request_failed_with_its_reason(harness: Harness) -> None:
+    harness.targets.find_errors = [RuntimeError("first")]
+    harness.requests.read_error = PermanentError("Forbidden", "cannot list pods")
+    service = harness.service()
+    service.observe(body("denied"))
+    service.start()
+    await settle(service, harness, done=1)
+    done = harness.outcome("denied")
+    assert (done.phase, done.reason, done.message) == (
+        Phase.FAILED,
+        "Forbidden",
+        "cannot list pods",
+    )
+    await service.drain(1)
+
+
+async def test_a_request_whose_status_cannot_be_written_gets_an_event_and_rests(
+    harness: Harness,
+) -> None:
+    harness.targets.find_error = PermanentError("Forbidden", "cannot patch the request")
+    harness.ack_error = PermanentError("Forbidden", "cannot patch the request")
     service = harness.service()
     service.observe(body("denied"))
     service.start()
     await until(lambda: harness.events)
-    assert harness.events == [("Warning", "Forbidden", "not carried out: cannot read the request")]
+    assert harness.events == [("Warning", "Forbidden", "not carried out: cannot patch the request")]
     service.observe(body("denied"))  # handled: not taken up again
     await asyncio.sleep(0.01)
     assert harness.targets.find_calls == 1
+    await service.drain(1)
+
+
+async def test_readiness_that_cannot_be_watched_fails_ready_not_the_request(
+    harness: Harness,
+) -> None:
+    async def refused() -> None:
+        raise PermanentError("Forbidden", "cannot watch pods")
+
+    harness.targets.on_ready = refused
+    service = harness.service()
+    spec = {"target": {"name": "web-a"}, "waitForReady": {"enabled": True}}
+    service.observe(body("ready", spec=spec))
+    service.start()
+    await settle(service, harness, done=1)
+    done = harness.outcome("ready")
+    assert harness.targets.restarted == ["web-a"]
+    assert done.ready is not None
+    assert (done.ready.ok, done.ready.reason) == (False, "Forbidden")
+    assert done.ready.message == "could not watch for Ready: cannot watch pods"
+    await service.drain(1)
+
+
+async def test_a_drain_while_waiting_for_ready_hands_back(harness: Harness) -> None:
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    harness.targets.on_ready = forever
+    service = harness.service()
+    spec = {"target": {"name": "web-a"}, "waitForReady": {"enabled": True}}
+    service.observe(body("waiting", spec=spec))
+    service.start()
+    await until(lambda: harness.targets.ready_calls)
+    await service.drain(0.05)
+    (handed,) = harness.reporters["waiting"].handed
+    assert [t.outcome for t in handed] == [Outcome.RESTARTED]
+    assert harness.acknowledged == []
+
+
+async def test_a_deleted_request_is_dropped_with_its_retry(harness: Harness) -> None:
+    harness.targets.find_errors = [TransientError("API unavailable")]
+    slept = asyncio.Event()
+
+    async def long_sleep(seconds: float) -> None:
+        slept.set()
+        await asyncio.sleep(3600)
+
+    service = harness.service()
+    service.sleep = long_sleep
+    service.observe(body("gone"))
+    service.start()
+    await slept.wait()  # backing off before its retry
+    assert harness.tasks.running("retry/uid-gone")
+    service.forget("uid-gone")
+    await asyncio.sleep(0)
+    assert not harness.tasks.running("retry/uid-gone")
+    assert service.wants(body("gone"))  # made anew with the same UID? it would be taken again
     await service.drain(1)
 
 

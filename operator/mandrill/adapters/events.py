@@ -123,12 +123,17 @@ class EventPoster:
             except (PermanentError, TransientError, ApiException) as e:
                 metrics.EVENTS_DROPPED.inc()
                 log.warning("Event %s not posted: %s", event["reason"], e)
+            except Exception:  # the sender must outlive any one Event
+                metrics.EVENTS_DROPPED.inc()
+                log.exception("Event %s not posted", event["reason"])
             finally:
                 self._queue.task_done()
 
     async def close(self, *, flush: float = 2.0) -> None:
         """Give what is queued `flush` seconds to go out, then stop the senders."""
-        if self._tasks and not self._queue.empty():
+        # join() also waits for the Event a sender holds right now (the last
+        # HandedBack of a drain, typically), not only for what is queued.
+        if self._tasks:
             try:
                 async with asyncio.timeout(flush):
                     await self._queue.join()

@@ -123,6 +123,10 @@ class RequestStatus:
                 current = await self._read()
             else:
                 return plan
+            if status.is_acknowledged(current.get("status") or {}):
+                # Another instance saw it through meanwhile: planning again would
+                # restart the replacements. The caller re-reads and stops.
+                raise TransientError("the request was acknowledged by another instance")
             theirs = status.prior_plan(current.get("status") or {}, description=plan.description)
             if theirs is not None:
                 self._targets = {t.key: t for t in theirs.targets}
@@ -144,8 +148,18 @@ class RequestStatus:
         await self._patch(patch, resource_version=resource_version)
 
     async def resumed(self, plan: Plan) -> None:
+        """Count the attempt, conditional on the version the plan was read from: if
+        someone wrote since (another instance, going on), retry from the latest."""
         self._targets = {t.key: t for t in plan.targets}
-        await self._patch(status.RestartStatus(attempts=self.attempts))
+        try:
+            await self._patch(
+                status.RestartStatus(attempts=self.attempts),
+                resource_version=self.body["metadata"]["resourceVersion"],
+            )
+        except _Conflict:
+            raise TransientError(
+                "the request changed while resuming; retrying from its latest state"
+            ) from None
         self._event(
             "Normal",
             "Resumed",

@@ -30,92 +30,21 @@ every request the API server lists. What happens next is decided here, once:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
 
 import attrs
 
 from mandrill.application.fair_queue import FairQueue, Slot
+from mandrill.application.restart_ports import Body, Entry, Ports, State
 from mandrill.domain import timestamps
 from mandrill.domain.errors import PermanentError, TransientError
-from mandrill.domain.events import EventSink
 from mandrill.domain.restart import process, status
 from mandrill.domain.restart.models import InvalidSpec, RequestRef, RestartSpec
-from mandrill.supervision import TaskRegistry
 
 log = logging.getLogger(__name__)
-
-Body = Mapping[str, Any]
-
-
-class Requests(Protocol):
-    """RestartRequests as the API server has them."""
-
-    async def read(self, request: RequestRef) -> Body:
-        """The request now; PermanentError("Gone") if it was deleted."""
-
-    async def list_all(self) -> list[Body]:
-        """Every request in the namespaces this operator serves."""
-
-
-class Observer(Protocol):
-    """What the service reports for metrics."""
-
-    def consumed(self) -> None: ...
-    def acknowledged(self, phase: str) -> None: ...
-    def restarted(self, strategy: str, outcome: str) -> None: ...
-    def internal_error(self) -> None: ...
-    def resynced(self, stranded: int) -> None: ...
-    def queued(self, waiting: int) -> None: ...
-    def handling(self) -> contextlib.AbstractContextManager[Any]:
-        """Entered for each attempt: in-flight gauge and duration."""
-
-
-Waiting = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
-
-
-class ContextFactory(Protocol):
-    def __call__(
-        self, *, request: RequestRef, body: Body, attempt: int, waiting: Waiting | None
-    ) -> process.Context:
-        """The ports of one attempt at `request` (its reporter knows `body` and `attempt`)."""
-
-
-@attrs.frozen
-class Ports:
-    requests: Requests
-    context: ContextFactory
-    schedule_ttl: Callable[[RequestRef, datetime.datetime], None]
-    save_later: Callable[[Body], None]
-    """Keep retrying the journal write of an acknowledged request with Saved=False."""
-    events: EventSink
-    observer: Observer
-    tasks: TaskRegistry
-
-
-class State(enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    WAITING = "waiting"
-    """Backing off before a retry."""
-
-
-@attrs.define
-class Entry:
-    ref: RequestRef
-    body: Body
-    state: State = State.QUEUED
-    reread: bool = False
-    """Read the request again before the next attempt (after a backoff)."""
-    failures: int = 0
-    """Unexpected errors so far."""
-    last_error: str = ""
-    backoff: float = 0.0
 
 
 def _created(body: Body) -> float:
@@ -164,6 +93,7 @@ class RestartService:
             return
         self._entries[uid] = Entry(ref=RequestRef.from_body(body), body=body)
         self._queue.push(uid, order=_created(body))
+        self.ports.observer.queued(self.waiting)
 
     def wants(self, body: Body) -> bool:
         """Whether `observe(body)` would do anything: kopf's cheap filter, so the events
@@ -182,9 +112,14 @@ class RestartService:
         return (wanted and uid not in self._finished_seen) or status.unsaved(st)
 
     def forget(self, uid: str) -> None:
-        """The request was deleted."""
+        """The request was deleted: drop it if it still waits, and its background tasks."""
         self._handled.discard(uid)
         self._finished_seen.discard(uid)
+        entry = self._entries.get(uid)
+        if entry is not None and entry.state is not State.RUNNING:
+            del self._entries[uid]
+        for key in (f"retry/{uid}", f"ttl/{uid}", f"journal/{uid}"):
+            self.ports.tasks.cancel(key)
 
     async def resync(self) -> int:
         """Consume every unacknowledged request this process does not know; how many it found."""
@@ -208,10 +143,14 @@ class RestartService:
                 await self.resync()
             except (PermanentError, TransientError) as e:
                 log.warning("resync failed, next in %.0f s: %s", interval, e)
+            except Exception:  # the level-triggered safety net must not die of one odd object
+                log.exception("resync failed unexpectedly, next in %.0f s", interval)
+                self.ports.observer.internal_error()
 
     def start(self) -> None:
         if self._dispatcher is None:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="restart-dispatcher")
+            self._dispatcher.add_done_callback(_loud)
 
     def stop_taking(self) -> None:
         """Shutting down: start no new request (the next instance lists them all)."""
@@ -223,7 +162,6 @@ class RestartService:
         """Start nothing new; give what runs `timeout` seconds, then cancel it (it hands back)."""
         self.stop_taking()
         if self._dispatcher is not None:
-            self._dispatcher.cancel()
             await asyncio.wait([self._dispatcher])
         running = set(self._running)
         if running:
@@ -270,7 +208,8 @@ class RestartService:
             slot.release()
         if retry is None:
             self._entries.pop(entry.ref.uid, None)
-            self._handled.add(entry.ref.uid)
+            if not entry.gone:
+                self._handled.add(entry.ref.uid)
             return
         entry.state, entry.reread = State.WAITING, True
         self.ports.tasks.spawn(f"retry/{entry.ref.uid}", lambda: self._requeue(entry, retry))
@@ -292,26 +231,16 @@ class RestartService:
     async def _attempt(self, entry: Entry, slot: Slot) -> float | None:
         """Handle the request once; None when done with it, else seconds until a retry."""
         try:
-            if entry.reread:
-                entry.body = await self.ports.requests.read(entry.ref)
-                entry.reread = False
-                if status.is_acknowledged(entry.body.get("status") or {}):
-                    return None
-            if entry.failures >= self.max_failures:
-                await self._give_up(entry)
-            else:
-                await self._consume(entry, slot)
+            await self._once(entry, slot)
         except TransientError as e:
             delay = self._backoff(entry)
             log.warning("%s: will retry in %.0f s: %s", _name(entry), delay, e)
             return delay
         except PermanentError as e:
-            # Typically a 403 on the request itself, or it was deleted: its status
-            # cannot be written, so the Event and the log are where the reason shows.
-            log.warning("%s abandoned: %s: %s", _name(entry), e.reason, e.message)
-            if e.reason != "Gone":
-                self.ports.events(entry.body, "Warning", e.reason, f"not carried out: {e.message}")
-            return None
+            if e.reason == "Gone":  # deleted meanwhile: nothing left to do or to remember
+                entry.gone = True
+            else:
+                await self._fail_or_say(entry, e)
         except Exception as e:
             entry.failures += 1
             entry.last_error = _describe(e)
@@ -319,17 +248,27 @@ class RestartService:
             log.exception(
                 "%s: unexpected error (%d of %d)", _name(entry), entry.failures, self.max_failures
             )
-            if entry.failures > self.max_failures + 1:
-                # Even ending it Failed went wrong: say so where a person looks, and stop.
-                self.ports.events(
-                    entry.body,
-                    "Warning",
-                    status.INTERNAL_ERROR,
-                    f"could not be handled nor marked Failed: {entry.last_error}",
-                )
-                return None
-            return self._backoff(entry)
+            if entry.failures <= self.max_failures + 1:
+                return self._backoff(entry)
+            # Even ending it Failed went wrong: say so where a person looks, and stop.
+            self.ports.events(
+                entry.body,
+                "Warning",
+                status.INTERNAL_ERROR,
+                f"could not be handled nor marked Failed: {entry.last_error}",
+            )
         return None
+
+    async def _once(self, entry: Entry, slot: Slot) -> None:
+        if entry.reread:
+            entry.body = await self.ports.requests.read(entry.ref)
+            entry.reread = False
+            if status.is_acknowledged(entry.body.get("status") or {}):
+                return
+        if entry.failures >= self.max_failures:
+            await self._give_up(entry)
+        else:
+            await self._consume(entry, slot)
 
     async def _consume(self, entry: Entry, slot: Slot) -> None:
         body = entry.body
@@ -359,6 +298,29 @@ class RestartService:
             due = outcome.finished + datetime.timedelta(seconds=spec.ttl_seconds_after_finished)
             self.ports.schedule_ttl(entry.ref, due)
 
+    async def _fail_or_say(self, entry: Entry, error: PermanentError) -> None:
+        """End the request Failed with the error's reason (a 403 while waiting for Ready,
+        say); if even that cannot be written (a 403 on the request itself), the Event
+        and the log are where the reason shows."""
+        log.warning("%s: %s: %s", _name(entry), error.reason, error.message)
+        st = entry.body.get("status") or {}
+        try:
+            known = status.targets_of(st)
+        except status.InvalidStatus:
+            known = ()
+        ctx = self.ports.context(
+            request=entry.ref, body=entry.body, attempt=status.attempts(st) + 1, waiting=None
+        )
+        try:
+            await process.reject(ctx=ctx, reason=error.reason, message=error.message, targets=known)
+        except (PermanentError, TransientError) as e:
+            log.warning("%s: not marked Failed either: %s", _name(entry), e)
+            self.ports.events(
+                entry.body, "Warning", error.reason, f"not carried out: {error.message}"
+            )
+            return
+        self.ports.observer.acknowledged("Failed")
+
     async def _give_up(self, entry: Entry) -> None:
         """End the request Failed (InternalError) with the last error; acknowledged."""
         body = entry.body
@@ -386,6 +348,12 @@ class RestartService:
             )
         if status.unsaved(st):
             self.ports.save_later(body)
+
+
+def _loud(task: asyncio.Task[None]) -> None:
+    """The dispatcher never ends but by cancellation: anything else must be seen."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the RestartRequest dispatcher died", exc_info=task.exception())
 
 
 def _describe(error: BaseException) -> str:

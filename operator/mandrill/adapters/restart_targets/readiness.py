@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import attrs
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
@@ -157,6 +158,8 @@ class Readiness:
             except ApiException as e:
                 if e.status != 410:  # resourceVersion too old: list again
                     raise
+            except aiohttp.ClientError:
+                pass  # the connection dropped (an API server restart, say): list again
             finally:
                 w.stop()
                 await w.close()

@@ -201,14 +201,24 @@ async def consume(
     ready = None
     done = [r for r in results if r.outcome is Outcome.RESTARTED]
     if spec.wait_for_ready and done:
-        async with ctx.waiting():
-            ready = await ctx.targets.wait_ready(
-                namespace=request.namespace,
-                restarted=done,
-                spec=spec,
-                expected=plan.matched,
-                within=spec.ready_timeout_seconds,
-            )
+        try:
+            async with ctx.waiting():
+                ready = await ctx.targets.wait_ready(
+                    namespace=request.namespace,
+                    restarted=done,
+                    spec=spec,
+                    expected=plan.matched,
+                    within=spec.ready_timeout_seconds,
+                )
+        except asyncio.CancelledError:
+            # Stopped while waiting: every target is done, so the next instance
+            # only waits again; the status says so meanwhile.
+            await _hand_back(ctx, list(results), why="operator stopped while waiting for Ready")
+            raise
+        except (TransientError, PermanentError) as e:
+            # The restarts happened: what could not be watched is readiness, not the request.
+            reason = e.reason if isinstance(e, PermanentError) else "ReadinessUnknown"
+            ready = StepResult(ok=False, reason=reason, message=f"could not watch for Ready: {e}")
     outcome = _final(results, saved=saved, restarted=restarted, ready=ready, now=ctx.clock())
     await ctx.reporter.acknowledge(outcome)
     return outcome
