@@ -47,12 +47,15 @@
 #
 # State (all git-ignored or outside the repo):
 #   $MANDRILL_IMAGE_DIR (default <repo>/.cache/image)
-#     storage/, run/   buildah's image store (--root, --runroot); tmp/ its temp files
+#     storage/, run/   buildah's image store (--root, --runroot); tmp/ its temp files;
+#                      containers.conf, networks/ its configuration (CONTAINERS_CONF)
 #     mandrill-<hash>.tar   the OCI archives (the newest 3 are kept)
 #     mandrill-<hash>.tar.env   its manifest digest and its CA bundle's sha256
 #     image.env        IMAGE, ARCHIVE, DIGEST, BASE, CA_SHA256 of the last build (tests read it)
 #   $MANDRILL_MACHINE_CACHE (default ~/.cache/mandrill)/image/base-<key>.tar
 #                    the base image as an OCI archive, with its package list
+#   /var/lib/containers/cache   buildah's blob-info cache (128 KB; root always
+#                    gets it there); removed by `clean --all` if image.sh made it
 # Clean: `image.sh clean` (or just rm -rf .cache/image after it; `clean`
 # unmounts what buildah left mounted first).
 #
@@ -85,8 +88,20 @@ say() { printf '[image] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 cannot() { echo "no image build on this machine: $*"; exit 3; }
 
+# buildah's storage and network configuration are ours (the CNI backend,
+# whose lock goes in our folder: chroot isolation uses no network of its
+# own). What stays outside: containers/image's blob-info cache, which root
+# always gets in /var/lib/containers/cache (128 KB); if image.sh made that
+# folder, `clean --all` removes it.
 buildah() {
-  command buildah --root "$cache/storage" --runroot "$cache/run" --storage-driver overlay "$@"
+  if [ ! -e "$cache/containers.conf" ]; then
+    mkdir -p "$cache/networks"
+    printf '# Written by deploy/local/image.sh.\n[network]\nnetwork_backend = "cni"\nnetwork_config_dir = "%s"\n' \
+      "$cache/networks" >"$cache/containers.conf"
+  fi
+  if [ ! -e /var/lib/containers ]; then mkdir -p "$machine_cache" && touch "$machine_cache/created-var-lib-containers"; fi
+  CONTAINERS_CONF=$cache/containers.conf command buildah --root "$cache/storage" --runroot "$cache/run" \
+    --storage-driver overlay "$@"
 }
 ctr() { command ctr --address "$sock" --namespace k8s.io "$@"; }
 
@@ -162,8 +177,10 @@ make_base() {
     --created-by "deploy/local/image.sh: debootstrap --variant=minbase --include=$base_packages $suite" "$c"
   buildah commit --quiet --rm "$c" "$base" >/dev/null
   # Bases of other recipes go (their images with them, at the next prune).
-  buildah images --format '{{.Repository}}:{{.Tag}}' | grep -E '^localhost/mandrill-base:' | grep -vxF "$base" |
-    xargs -r buildah rmi >/dev/null 2>&1 || true
+  local old
+  for old in $(buildah images --format '{{.Repository}}:{{.Tag}}' | grep -E '^localhost/mandrill-base:' | grep -vxF "$base"); do
+    buildah rmi "$old" >/dev/null 2>&1 || true
+  done
   rm -rf "$root"
   mkdir -p "$machine_cache"
   buildah push --quiet "$base" "oci-archive:$base_archive.tmp:$base" && mv "$base_archive.tmp" "$base_archive"
@@ -354,7 +371,7 @@ cmd_check() {
 }
 
 cmd_clean() {
-  if [ -d "$cache/storage" ] && command -v buildah >/dev/null; then
+  if [ -d "$cache/storage" ] && [ -f "$cache/containers.conf" ] && command -v buildah >/dev/null; then
     buildah rm --all >/dev/null 2>&1 || true
     buildah rmi --all --force >/dev/null 2>&1 || true
   fi
@@ -367,6 +384,12 @@ cmd_clean() {
   if [ "${1:-}" = --all ]; then
     rm -f "$machine_cache"/base-*
     say "removed the cached bases in $machine_cache"
+    if [ -f "$machine_cache/created-var-lib-containers" ]; then
+      rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb
+      rmdir /var/lib/containers/cache /var/lib/containers 2>/dev/null || true
+      rm -f "$machine_cache/created-var-lib-containers"
+      say "removed buildah's blob-info cache in /var/lib/containers (image.sh made that folder)"
+    fi
   fi
 }
 
