@@ -33,7 +33,8 @@
 #   3. The archive: `buildah push ... oci-archive:`, named mandrill-<hash>.tar,
 #      <hash> covering everything the build reads: the Dockerfile,
 #      .dockerignore, pyproject.toml, README.md, deploy/constraints.txt, the
-#      files under operator/, the base's key. An unchanged tree does not rebuild.
+#      files under operator/, the base's key (and the image's name, which the
+#      archive carries). An unchanged tree does not rebuild.
 #   4. The import: `ctr -n k8s.io images import` into the containerd that
 #      node.sh runs for $MANDRILL_CLUSTER_DIR, skipped when it has that digest
 #      already. The node's pause image (localhost/mandrill/nodeutil:1) is
@@ -195,7 +196,7 @@ make_base() {
 content_hash() {
   (
     cd "$repo"
-    printf 'base %s\n' "$base_key"
+    printf 'base %s\nname %s\n' "$base_key" "$image"
     sha256sum deploy/Dockerfile .dockerignore pyproject.toml README.md "$constraints"
     find operator -type f ! -path '*/__pycache__/*' ! -name '*.py[co]' ! -path '*.egg-info/*' \
       ! -path '*/.mypy_cache/*' ! -path '*/.ruff_cache/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
