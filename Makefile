@@ -9,7 +9,7 @@ CLUSTER := deploy/local/cluster.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-cluster cluster-up cluster-down cluster-purge cluster-env cluster-status \
-        demo test test-fast test-node lint bench
+        demo test test-fast test-node lint bench image constraints
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -27,9 +27,10 @@ venv: $(STAMP) ## create .venv with mandrill installed (editable) and test tools
 NODE := deploy/local/node.sh
 NODE_OR_SAY_WHY = $(NODE) $(1) || [ $$? -eq 3 ]
 
-build-cluster: ## build the control plane (etcd, kube-*, kubectl, kwok) and the real node (kubelet, kube-proxy; Debian packages) from pinned sources, cached
+build-cluster: ## build the control plane (etcd, kube-*, kubectl, kwok), the real node (kubelet, kube-proxy; Debian packages) and the operator's image, cached
 	deploy/local/build.sh
 	@$(call NODE_OR_SAY_WHY,prepare)
+	@deploy/local/image.sh build || [ $$? -eq 3 ]
 
 cluster-up: ## start the local control plane and its real node (idempotent); MANDRILL_CLUSTER_PORT / _DIR to move it
 	$(CLUSTER) up
@@ -48,6 +49,16 @@ cluster-env: ## print export lines: eval "$$(make -s cluster-env)"
 
 cluster-status: ## show which control-plane processes run
 	@$(CLUSTER) status
+
+# The operator's image from deploy/Dockerfile with buildah (no Docker), on a
+# Debian/Python 3.11 base made with debootstrap; needs root. Cached by content
+# (an unchanged tree only re-imports, if the node lacks it).
+# MANDRILL_CLUSTER_DIR names the cluster whose node gets it.
+image: ## build the operator's image (deploy/Dockerfile, buildah) and import it into the real node if one runs; cached by content
+	deploy/local/image.sh up
+
+constraints: ## regenerate deploy/constraints.txt, the versions the image installs (a clean `pip install .` in the image's Python, frozen)
+	deploy/local/image.sh constraints
 
 demo: $(STAMP) build-cluster ## set up and run the main job against the local cluster
 	deploy/local/demo.sh

@@ -17,6 +17,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tomllib
 
 import pytest
 import yaml
@@ -179,6 +180,30 @@ def test_dockerfile_agrees_with_the_deployment() -> None:
         line for line in (REPO / ".dockerignore").read_text().splitlines() if line[:1] not in "#"
     ]
     assert ignored[:4] == ["*", "!pyproject.toml", "!README.md", "!operator/"]
+
+
+def test_constraints_pin_every_dependency_within_pyproject() -> None:
+    """deploy/constraints.txt (`make constraints`) is what the image installs: it must
+    pin each of pyproject.toml's dependencies (and the build backend) to a version
+    pyproject.toml allows, or the image would install something else unpinned."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    pins = {}
+    for line in (DEPLOY / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version.strip()
+    wanted = pyproject["project"]["dependencies"] + pyproject["build-system"]["requires"]
+    for requirement in map(Requirement, wanted):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement} is not in deploy/constraints.txt: make constraints"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"deploy/constraints.txt pins {name}=={pins[name]}, outside {requirement}:"
+            " make constraints"
+        )
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:

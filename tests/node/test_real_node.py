@@ -20,13 +20,10 @@ and logs reach the container through the kubelet.
 from __future__ import annotations
 
 import ipaddress
-import os
-import pathlib
 import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,35 +32,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
 from tests.kube import eventually
+from tests.node.conftest import TAINT
 
 pytestmark = pytest.mark.real_node
-
-NODE_SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "local" / "node.sh"
-TAINT = "mandrill.dev/real-node"
-
-
-@pytest.fixture(scope="module")
-def node(cluster: kube.Cluster) -> Iterator[dict[str, str]]:
-    """The real node joined to the session's cluster; what node.sh wrote in node.env."""
-    if os.environ.get("MANDRILL_TEST_KUBECONFIG"):
-        pytest.skip("a real node joins only the local cluster (deploy/local/cluster.sh)")
-    cluster_dir = cluster.kubeconfig.parent
-    env = {**os.environ, "MANDRILL_CLUSTER_DIR": str(cluster_dir)}
-    check = subprocess.run(
-        [NODE_SCRIPT, "check"], env=env, capture_output=True, text=True, check=False
-    )
-    if check.returncode == 3:
-        pytest.skip(check.stdout.strip())
-    assert check.returncode == 0, f"node.sh check: {check.stdout}{check.stderr}"
-    status = subprocess.run([NODE_SCRIPT, "status"], env=env, capture_output=True, check=False)
-    was_up = status.returncode == 0
-    subprocess.run([NODE_SCRIPT, "up"], env=env, check=True, timeout=900)
-    try:
-        lines = (cluster_dir / "node" / "node.env").read_text().splitlines()
-        yield dict(line.split("=", 1) for line in lines if "=" in line)
-    finally:
-        if not was_up and not os.environ.get("MANDRILL_KEEP_CLUSTER"):
-            subprocess.run([NODE_SCRIPT, "down"], env=env, check=False)
 
 
 def _pod(node: dict[str, str], name: str, args: list[str], **spec: Any) -> dict[str, Any]:
