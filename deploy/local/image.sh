@@ -179,7 +179,7 @@ make_base() {
   buildah commit --quiet --rm "$c" "$base" >/dev/null
   # Bases of other recipes go (their images with them, at the next prune).
   local old
-  for old in $(buildah images --format '{{.Repository}}:{{.Tag}}' | grep -E '^localhost/mandrill-base:' | grep -vxF "$base"); do
+  for old in $(buildah images --format '{{.Name}}:{{.Tag}}' | grep -E '^localhost/mandrill-base:' | grep -vxF "$base"); do
     buildah rmi "$old" >/dev/null 2>&1 || true
   done
   rm -rf "$root"
