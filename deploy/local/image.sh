@@ -221,13 +221,19 @@ check_ca_bundle() {
   echo "$a"
 }
 
-cmd_build() {
+# What every building command does first: can it run here, what it needs
+# installed, its temporary folder, and one build at a time per cache.
+begin() {
   preflight
   ensure_packages
   mkdir -p "$cache/tmp"
   export TMPDIR=$cache/tmp
   exec 9>"$cache/lock"
   flock 9
+}
+
+cmd_build() {
+  begin
   [ -f "$repo/$constraints" ] || die "$constraints is missing: run 'make constraints'"
   local hash archive
   hash=$(content_hash)
@@ -299,12 +305,7 @@ cmd_up() {
 # ------------------------------------------------------------ constraints
 
 cmd_constraints() {
-  preflight
-  ensure_packages
-  mkdir -p "$cache/tmp"
-  export TMPDIR=$cache/tmp
-  exec 9>"$cache/lock"
-  flock 9
+  begin
   make_base
   local c out=$repo/$constraints
   c=$(buildah from --quiet --pull=never "$base")

@@ -42,35 +42,24 @@ def set_condition(
 ) -> list[Condition]:
     """`conditions` with `type` set; the others are kept as they are, in order."""
     wanted: ConditionStatus = "True" if status else "False"
+    made = Condition(
+        type=type,
+        status=wanted,
+        reason=reason,
+        message=message,
+        observedGeneration=generation,
+        lastTransitionTime=timestamps.format(now),
+    )
     result: list[Condition] = []
-    found = False
     for c in conditions:
         if c.get("type") != type:
             result.append(typed(c))
-            continue
-        found = True
-        same = c.get("status") == wanted and c.get("lastTransitionTime")
-        result.append(
-            Condition(
-                type=type,
-                status=wanted,
-                reason=reason,
-                message=message,
-                observedGeneration=generation,
-                lastTransitionTime=str(c["lastTransitionTime"]) if same else timestamps.format(now),
-            )
-        )
-    if not found:
-        result.append(
-            Condition(
-                type=type,
-                status=wanted,
-                reason=reason,
-                message=message,
-                observedGeneration=generation,
-                lastTransitionTime=timestamps.format(now),
-            )
-        )
+        elif c.get("status") == wanted and c.get("lastTransitionTime"):
+            result.append({**made, "lastTransitionTime": str(c["lastTransitionTime"])})
+        else:
+            result.append(made)
+    if not any(c["type"] == type for c in result):
+        result.append(made)
     return result
 
 

@@ -8,6 +8,7 @@ protected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -67,14 +68,7 @@ class TargetFinder:
         api = workload_api(self.api, spec.kind)
         if spec.name is not None:
             name = spec.name
-            try:
-                return [await kube.call_json(api.read, name, namespace, what=f"read {spec.kind}")]
-            except ApiException as e:
-                if e.status == 404:
-                    raise PermanentError(
-                        "TargetNotFound", f"{spec.kind} {name} not found in {namespace}"
-                    ) from e
-                raise
+            return [await _read_named(api.read, name, namespace, what=str(spec.kind))]
         assert spec.selector is not None
         query = spec.selector.to_query()
         listed = await kube.call_json(
@@ -102,15 +96,15 @@ class TargetFinder:
 
     async def _pods(self, namespace: str, *, name: str | None, selector: Any) -> list[Obj]:
         if name is not None:
-            try:
-                pod = await kube.call_json(
-                    self._core.read_namespaced_pod, name, namespace, what=f"read pod {name}"
-                )
-            except ApiException as e:
-                if e.status == 404:
-                    raise PermanentError(
-                        "TargetNotFound", f"pod {name} not found in {namespace}"
-                    ) from e
-                raise
-            return [pod]
+            return [await _read_named(self._core.read_namespaced_pod, name, namespace, what="pod")]
         return await self._list_pods(namespace, selector.to_query())
+
+
+async def _read_named(method: Callable[..., Any], name: str, namespace: str, *, what: str) -> Obj:
+    """One named object; a missing one is PermanentError("TargetNotFound")."""
+    try:
+        return await kube.call_json(method, name, namespace, what=f"read {what} {name}")
+    except ApiException as e:
+        if e.status == 404:
+            raise PermanentError("TargetNotFound", f"{what} {name} not found in {namespace}") from e
+        raise
