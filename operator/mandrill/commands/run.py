@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         log_prefix=settings.log_format != "json",
     )
     logging.getLogger().setLevel(settings.log_level.upper())
+    if settings.log_level.upper() != "DEBUG":
+        # kopf's /healthz is an aiohttp server: its access log would add a line
+        # for every kubelet probe (several a minute) and drown what matters.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Imported here: kopf registers handlers at import time, and `mandrill crawl`
     # or `--help` should not pay for that.
     import mandrill.handlers.crawl
