@@ -30,7 +30,8 @@
 # anything outside the pod and Service ranges, a cgroup /mandrill-node in every
 # cgroup v1 hierarchy, and the kernel settings the kubelet insists on
 # (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops, ...), saved first
-# and restored by `down`.
+# and restored by `down`; and /run/mandrill-node/volumes, a link to node/volumes where
+# local PersistentVolumes keep their data (kept by `down`).
 #
 # Settings (environment):
 #   MANDRILL_CLUSTER_DIR     the cluster.sh folder (default <repo>/.cache/cluster/dev)
@@ -50,6 +51,9 @@ bridge=mandrill0
 cgroup_root=/mandrill-node
 image=localhost/mandrill/nodeutil:1
 kubelet_port=10250
+# Local PersistentVolumes (deploy/local/install/pv.yaml) name this fixed path;
+# it links to folders kept with the cluster's state (node/volumes).
+volumes_link=/run/mandrill-node/volumes
 
 say() { printf '[node] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -253,6 +257,16 @@ setup_bridge() {
   sysctl -qw "net.ipv6.conf.$bridge.disable_ipv6=1"
   ip addr replace "$bridge_ip/$prefix_len" dev "$bridge"
   ip link set "$bridge" up
+}
+
+# Folders for local PersistentVolumes, kept with the cluster's state (the
+# journal outlives pods, `down` and `up`; cluster-purge deletes it). The
+# store's belongs to the operator's UID: a local volume is mounted as it is.
+setup_volumes() {
+  install -d -m 0755 "$node/volumes"
+  install -d -o 10001 -g 10001 -m 0750 "$node/volumes/mandrill-store"
+  mkdir -p "${volumes_link%/*}"
+  ln -sfn "$node/volumes" "$volumes_link"
 }
 
 # The firewall, in the mangle table because kube-proxy never touches it (its
@@ -518,6 +532,7 @@ cmd_up() {
   setup_cgroups
   setup_bridge
   setup_firewall
+  setup_volumes
   write_cni
   write_containerd_config
   # For looking inside: crictl --config <this file> ps | pods | logs ...
@@ -620,6 +635,10 @@ cmd_down() {
   for m in MANDRILL-NODE-PRE MANDRILL-NODE-FWD; do
     iptables -w -t mangle -F "$m" 2>/dev/null && iptables -w -t mangle -X "$m" 2>/dev/null || true
   done
+  if [ "$(readlink "$volumes_link" 2>/dev/null)" = "$node/volumes" ]; then
+    rm -f "$volumes_link"
+    rmdir "${volumes_link%/*}" 2>/dev/null || true
+  fi
   if [ -f "$node/bridge.created" ]; then
     ip link del "$bridge" 2>/dev/null || true
     rm -f "$node/bridge.created"
@@ -679,7 +698,7 @@ status) cmd_status ;;
 check) cmd_check ;;
 prepare) cmd_prepare ;;
 *)
-  sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Apply an overlay that installs mandrill and wait until its pod is Ready:
+# what `make deploy-local` and the in-cluster e2e runs (deploy/e2e/run.sh) do.
+#
+#   KUBECONFIG=... deploy/rollout.sh OVERLAY
+#
+# Settings (environment):
+#   KUBECONFIG             the cluster (required)
+#   MANDRILL_IMAGE_DIGEST  the image's digest or ID, stamped on the pod
+#                          template: a new image under the same tag rolls
+#                          the pod, an unchanged one does not; unset: the
+#                          pod is restarted anyway
+#   KUBECTL                default kubectl
+# Prints how long it took from apply to a Ready pod.
+set -euo pipefail
+overlay=${1:?usage: rollout.sh OVERLAY}
+: "${KUBECONFIG:?KUBECONFIG names the cluster}"
+export KUBECONFIG
+kubectl=${KUBECTL:-kubectl}
+ns=mandrill-system
+
+start=$(date +%s%N)
+"$kubectl" apply -k "$overlay"
+"$kubectl" wait --for=condition=Established --timeout=60s \
+  crd/restartrequests.mandrill.dev crd/crawljobs.mandrill.dev >/dev/null
+if [ -n "${MANDRILL_IMAGE_DIGEST:-}" ]; then
+  "$kubectl" -n "$ns" patch deployment/mandrill --type=merge -p \
+    "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"mandrill.dev/image-digest\":\"$MANDRILL_IMAGE_DIGEST\"}}}}}"
+else
+  "$kubectl" -n "$ns" rollout restart deployment/mandrill
+fi
+"$kubectl" -n "$ns" rollout status deployment/mandrill --timeout=180s
+ms=$((($(date +%s%N) - start) / 1000000))
+printf '[rollout] %s applied and rolled out to a Ready pod in %d.%03ds\n' "$overlay" $((ms / 1000)) $((ms % 1000))
+"$kubectl" -n "$ns" get pods -o wide -l app.kubernetes.io/name=mandrill
