@@ -89,16 +89,32 @@ class RunningOperator(Protocol):
 
     def journal_rows(self, request_uid: str) -> list[tuple[Any, ...]]: ...
 
+    def metrics(self) -> str:
+        """The text of /metrics, fetched the way Prometheus reaches this operator."""
+        ...
+
 
 @attrs.frozen
 class InClusterOperator:
-    """The operator deployed in the cluster under test (deploy/kind/e2e.sh)."""
+    """The operator deployed in the cluster under test (deploy/e2e/run.sh)."""
 
     cluster: kube.Cluster
     namespace: str = "mandrill-system"
     deployment: str = "mandrill"
+    selector: str = "app.kubernetes.io/name=mandrill,app.kubernetes.io/component=operator"
+    """The Deployment's pod selector (deploy/base/deployment.yaml)."""
+    metrics_service: str = "mandrill-metrics:metrics"
+    """deploy/base/service.yaml's Service and port name."""
     store: str = "/var/lib/mandrill/mandrill.sqlite"
     """MANDRILL_STORE_URL's path in deploy/base/deployment.yaml."""
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """kubectl in the operator's namespace."""
+        return self.cluster.kubectl("-n", self.namespace, *args, check=check)
+
+    def exec(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command in the operator's container (of the Deployment's current pod)."""
+        return self.kubectl("exec", f"deployment/{self.deployment}", "--", *command, check=check)
 
     def journal_rows(self, request_uid: str) -> list[tuple[Any, ...]]:
         """The same query as `journal_rows`, run by the operator image's own Python."""
@@ -106,11 +122,23 @@ class InClusterOperator:
             "import json, sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
             "print(json.dumps(db.execute(sys.argv[2], (sys.argv[3],)).fetchall()))"
         )
-        out = self.cluster.kubectl(
-            "exec", "-n", self.namespace, f"deployment/{self.deployment}", "--",
-            "python", "-c", script, self.store, JOURNAL_QUERY, request_uid,
-        )  # fmt: skip
+        out = self.exec("python", "-c", script, self.store, JOURNAL_QUERY, request_uid)
         return [tuple(row) for row in json.loads(out.stdout)]
+
+    def pods(self) -> list[dict[str, Any]]:
+        """The operator's pods, as the API server has them (terminating ones too)."""
+        out = self.kubectl("get", "pods", "-l", self.selector, "-o", "json")
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return items
+
+    def rolled_out(self, timeout: str = "180s") -> None:
+        """Wait until the Deployment's rollout is complete: one new pod, Ready."""
+        self.kubectl("rollout", "status", f"deployment/{self.deployment}", f"--timeout={timeout}")
+
+    def metrics(self) -> str:
+        """/metrics as Prometheus gets it: through the metrics Service (the API server's proxy)."""
+        path = f"/api/v1/namespaces/{self.namespace}/services/{self.metrics_service}/proxy/metrics"
+        return self.cluster.kubectl("get", "--raw", path).stdout
 
 
 def free_port() -> int:
@@ -130,6 +158,13 @@ class OperatorProcess:
     port: int = attrs.Factory(free_port)
     metrics_port: int = attrs.Factory(free_port)
     proc: subprocess.Popen[bytes] | None = None
+
+    def metrics(self) -> str:
+        """/metrics over HTTP from the process's metrics port."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text: str = response.read().decode()
+        return text
 
     def journal_rows(self, request_uid: str) -> list[tuple[Any, ...]]:
         return journal_rows(pathlib.Path(self.store_url.removeprefix("sqlite:///")), request_uid)

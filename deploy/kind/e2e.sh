@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # mandrill's e2e suite against the operator running in a kind cluster:
-# create the cluster, build the image (deploy/Dockerfile), load it, deploy
-# (the cluster-wide overlay, via deploy/kind/kustomization.yaml), wait for the
-# rollout, then run tests/restart and tests/deploy with the operator in-cluster.
+# create the cluster, build the image (deploy/Dockerfile) and load it; then
+# deploy/e2e/run.sh, the same script the local real node uses (make test):
+# deploy (the cluster-wide overlay with deploy/e2e's settings, via
+# deploy/kind/kustomization.yaml), wait for the rollout, run the in-cluster
+# suite (tests/incluster, tests/restart).
 #
 # Needs docker, kind and kubectl, and `make venv` done. Not run by CI here
 # (no Docker); the local control plane (make test) runs the same suite.
@@ -52,20 +54,8 @@ docker build -f deploy/Dockerfile -t "$image" .
 docker pull "$workload_image"
 kind load docker-image --name "$name" "$image" "$workload_image"
 
-say "deploying"
-kubectl apply -k deploy/kind
-# A new image under the same tag needs a new pod.
-kubectl -n mandrill-system rollout restart deployment/mandrill
-kubectl -n mandrill-system rollout status deployment/mandrill --timeout=180s
-
-say "e2e suite, operator in-cluster"
-status=0
-MANDRILL_TEST_KUBECONFIG=$kubeconfig \
-MANDRILL_TEST_OPERATOR_IN_CLUSTER=1 \
+# From here on the same as the local real node's in-cluster run.
+KUBECONFIG=$kubeconfig \
+MANDRILL_IMAGE_DIGEST=$(docker image inspect -f '{{.Id}}' "$image") \
 MANDRILL_TEST_WORKLOAD_IMAGE=$workload_image \
-  .venv/bin/python -m pytest tests/restart tests/deploy "$@" || status=$?
-if ((status != 0)); then
-  say "operator log (last 200 lines)"
-  kubectl -n mandrill-system logs deployment/mandrill --tail=200 || true
-fi
-exit "$status"
+  deploy/e2e/run.sh deploy/kind "$@"

@@ -44,19 +44,15 @@ ROLE_KINDS = ("ClusterRole", "Role")
 
 
 @pytest.mark.usefixtures("operator_rbac", "team_namespaces")
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [f"overlays/{o}" for o in OVERLAYS] + ["local/install"])
 def test_overlay_passes_server_side_dry_run(cluster: kube.Cluster, overlay: str) -> None:
-    result = cluster.kubectl(
-        "apply", "--dry-run=server", "-k", str(DEPLOY / "overlays" / overlay), check=False
-    )
+    result = cluster.kubectl("apply", "--dry-run=server", "-k", str(DEPLOY / overlay), check=False)
 
     assert result.returncode == 0, result.stderr
     # Admission warnings (PodSecurity, deprecated APIs) arrive on stderr.
     assert "Warning" not in result.stderr, result.stderr
     applied = set(re.findall(r"^(\S+) \S+ \(server dry run\)$", result.stdout, re.MULTILINE))
-    expected = {
-        f"{_kubectl_kind(d)}/{d['metadata']['name']}" for d in render(f"overlays/{overlay}")
-    }
+    expected = {f"{_kubectl_kind(d)}/{d['metadata']['name']}" for d in render(overlay)}
     assert applied == expected
 
 
@@ -263,22 +259,75 @@ def test_base_installs_every_crd_and_labels_all_else() -> None:
         assert labelled != doc["kind"].endswith("Definition"), doc["metadata"]["name"]
 
 
-def test_kind_setup_is_valid_and_matches_the_e2e_suite() -> None:
-    # What e2e.sh deploys: the cluster-wide overlay, with the deny list the tests expect.
-    kind = render("kind")
-    assert {d["kind"] for d in kind} == {d["kind"] for d in render("overlays/cluster-wide")}
-    env = container_env(find(kind, "Deployment", "mandrill"))
-    assert env["MANDRILL_DENIED_NAMESPACES"] == f"kube-system,{DENIED_NAMESPACE}"
-    assert "MANDRILL_NAMESPACES" not in env
-    script = DEPLOY / "kind" / "e2e.sh"
-    checked = subprocess.run(
-        ["bash", "-n", str(script)], capture_output=True, text=True, check=False
-    )
+def _template(docs: list[Manifest]) -> Manifest:
+    template: Manifest = find(docs, "Deployment", "mandrill")["spec"]["template"]
+    return template
+
+
+def test_local_install_adds_only_image_placement_and_a_volume() -> None:
+    base, local = render("overlays/cluster-wide"), render("local/install")
+    added = [d for d in local if (d["kind"], d["metadata"]["name"]) not in
+             {(b["kind"], b["metadata"]["name"]) for b in base}]  # fmt: skip
+    assert [(d["kind"], d["metadata"]["name"]) for d in added] == [
+        ("PersistentVolume", "mandrill-store")
+    ]
+    volume = added[0]["spec"]
+    claim = find(local, "PersistentVolumeClaim", "mandrill-store")
+    assert volume["claimRef"] == {"namespace": "mandrill-system", "name": "mandrill-store"}
+    assert volume["accessModes"] == claim["spec"]["accessModes"]
+    assert volume["capacity"]["storage"] == claim["spec"]["resources"]["requests"]["storage"]
+    assert volume["local"]["path"] == "/run/mandrill-node/volumes/mandrill-store"  # node.sh's
+    spec, base_spec = _template(local)["spec"], _template(base)["spec"]
+    assert spec["nodeSelector"] == {"mandrill.dev/real-node": "true"}
+    assert spec["tolerations"] == [
+        {"key": "mandrill.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    [container], [base_container] = spec["containers"], base_spec["containers"]
+    assert (container["image"], container["imagePullPolicy"]) == ("localhost/mandrill:dev", "Never")
+    for changed in ("image", "imagePullPolicy"):
+        del container[changed], base_container[changed]
+    for changed in ("nodeSelector", "tolerations", "containers"):
+        spec.pop(changed)
+        base_spec.pop(changed, None)
+    assert container == base_container
+    assert spec == base_spec
+
+
+def test_kind_and_the_local_node_deploy_the_same_e2e_settings() -> None:
+    # deploy/e2e (a Component) on top of each installation, and nothing else.
+    for overlay, installation in (
+        ("kind", "overlays/cluster-wide"),
+        ("local/e2e", "local/install"),
+    ):
+        docs = render(overlay)
+        assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == sorted(
+            (d["kind"], d["metadata"]["name"]) for d in render(installation)
+        )
+        env = container_env(find(docs, "Deployment", "mandrill"))
+        installed = container_env(find(render(installation), "Deployment", "mandrill"))
+        changed = {k: v for k, v in env.items() if installed.get(k) != v}
+        assert changed == {
+            "MANDRILL_DENIED_NAMESPACES": f"kube-system,{DENIED_NAMESPACE}",
+            "MANDRILL_CRAWL_ALLOW_PRIVATE": "true",
+            "MANDRILL_DRAIN_TIMEOUT": "5",
+        }, overlay
+        assert "MANDRILL_NAMESPACES" not in env
+        grace = _template(docs)["spec"]["terminationGracePeriodSeconds"]
+        assert grace >= float(env["MANDRILL_DRAIN_TIMEOUT"]) + 5
+
+
+SCRIPTS = ("kind/e2e.sh", "e2e/run.sh", "rollout.sh", "local/in-cluster.sh", "local/test.sh")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_e2e_scripts_are_valid_bash(script: str) -> None:
+    path = DEPLOY / script
+    checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
-    assert script.stat().st_mode & 0o111, "e2e.sh must be executable"
+    assert path.stat().st_mode & 0o111, f"{script} must be executable"
     shellcheck = shutil.which("shellcheck")
     if shellcheck:  # optional: the stricter check where the tool is installed
         linted = subprocess.run(
-            [shellcheck, str(script)], capture_output=True, text=True, check=False
+            [shellcheck, "-x", str(path)], capture_output=True, text=True, check=False
         )
         assert linted.returncode == 0, linted.stdout

@@ -55,12 +55,12 @@ async def test_an_unreadable_prior_status_ends_failed_with_internal_error(
 
     (event,) = await eventually(warned, what="a Warning Event naming InternalError", within=10)
     assert event.source.component == "mandrill"
-    metrics = scrape(op.metrics_port)
+    metrics = scrape(op)
     assert metrics["mandrill_restart_request_errors_total"] == 3
     assert metrics['mandrill_restart_requests_acknowledged_total{phase="Failed"}'] == 1
     # Once acknowledged it stays so: no hot loop of retries behind it.
     await asyncio.sleep(1)
-    assert scrape(op.metrics_port)["mandrill_restart_request_errors_total"] == 3
+    assert scrape(op)["mandrill_restart_request_errors_total"] == 3
 
 
 async def test_resync_lists_exactly_the_served_namespaces(

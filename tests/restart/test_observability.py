@@ -1,30 +1,28 @@
 """Observability: Prometheus metrics scraped from a running operator, JSON log lines.
 
-The metrics are read over HTTP from the operator process, the way Prometheus
-would; the JSON lines from its own output, the way a log shipper would.
+The metrics are read over HTTP the way Prometheus would: from the operator
+process's port, or through the metrics Service of the operator deployed in the
+cluster; the JSON lines from its own output, the way a log shipper would.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import urllib.request
 from collections.abc import Awaitable, Callable
 
-import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from tests.kube import eventually
-from tests.operator_process import OperatorProcess
+from tests.operator_process import OperatorProcess, RunningOperator
 from tests.restart import rr
 
 MakeNamespace = Callable[[str], Awaitable[str]]
 
 
-def scrape(port: int) -> dict[str, float]:
+def scrape(operator: RunningOperator) -> dict[str, float]:
     """Samples of the mandrill_* metrics, keyed by name and labels as exposed."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = operator.metrics()
     samples = {}
     for line in text.splitlines():
         match = re.fullmatch(r"(mandrill_[^ ]+) ([0-9.e+-]+)", line)
@@ -34,19 +32,16 @@ def scrape(port: int) -> dict[str, float]:
 
 
 async def test_metrics_count_what_the_operator_did(
-    api: ApiClient, make_namespace: MakeNamespace, operator: object
+    api: ApiClient, make_namespace: MakeNamespace, operator: RunningOperator
 ) -> None:
-    port = getattr(operator, "metrics_port", None)
-    if port is None:
-        pytest.skip("the in-cluster operator's /metrics is behind its Service, not on 127.0.0.1")
-    before = scrape(port)
+    before = scrape(operator)
     ns = await make_namespace("rr-")
     await rr.deploy(api, ns, "web", 2)
     await rr.create_request(api, ns, "counted", {"target": {"kind": "Deployment", "name": "web"}})
     await rr.finished(api, ns, "counted")
 
     def grew(name: str, by: float) -> bool:
-        return scrape(port).get(name, 0.0) - before.get(name, 0.0) >= by
+        return scrape(operator).get(name, 0.0) - before.get(name, 0.0) >= by
 
     async def counted() -> bool:
         return grew('mandrill_restart_requests_acknowledged_total{phase="Succeeded"}', 1) and grew(
@@ -54,7 +49,7 @@ async def test_metrics_count_what_the_operator_did(
         )
 
     await eventually(counted, what="metrics counting the request and its two restarts", within=10)
-    after = scrape(port)
+    after = scrape(operator)
     assert after["mandrill_restart_requests_in_flight"] >= 0
     assert after["mandrill_restart_request_duration_seconds_count"] >= 1
 
