@@ -9,7 +9,7 @@ CLUSTER := deploy/local/cluster.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-cluster cluster-up cluster-down cluster-purge cluster-env cluster-status \
-        demo test test-fast test-node lint bench image constraints
+        demo test test-fast test-node test-in-cluster deploy-local lint bench image constraints
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,10 +65,25 @@ demo: $(STAMP) build-cluster ## set up and run the main job against the local cl
 
 # The control plane is built here, in the open, before pytest starts: a cold
 # build takes minutes and must never run inside a test's timeout.
-# tests/node joins a real node to the test cluster (root; it changes iptables
-# and kernel settings while it runs, all undone by node.sh down afterwards).
-test: $(STAMP) build-cluster ## set up and run the whole test suite (starts its own cluster and node if needed)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+# Then two halves at once, on clusters of their own (deploy/local/test.sh):
+# pytest with operators as child processes, and the operator installed as a
+# pod on the real node from the image built here, with the e2e suite against
+# it and the real node's tests (deploy/local/in-cluster.sh; it says why and
+# passes where no real node can run). The real node needs root; it changes
+# iptables and kernel settings while it runs, all undone by node.sh down.
+# PYTEST_ARGS runs only pytest, with them.
+test: $(STAMP) build-cluster ## set up and run the whole test suite: operators as processes, and the operator installed as a pod (starts its own clusters and real node)
+	deploy/local/test.sh $(PYTEST_ARGS)
+
+test-in-cluster: $(STAMP) build-cluster ## only the in-cluster half of `make test`: the operator as a pod on the real node, the e2e suite and tests/node
+	deploy/local/in-cluster.sh $(PYTEST_ARGS)
+
+deploy-local: $(STAMP) build-cluster ## install the operator into the dev cluster (make cluster-up) as a pod on the real node: kubectl apply -k deploy/local/install
+	$(CLUSTER) up
+	$(NODE) up
+	deploy/local/image.sh up
+	eval "$$($(CLUSTER) env)" && MANDRILL_IMAGE_DIGEST=$$(sed -n 's/^DIGEST=//p' .cache/image/image.env) \
+	  deploy/rollout.sh deploy/local/install
 
 test-node: $(STAMP) build-cluster ## only the real-node tests (deploy/local/node.sh; needs root)
 	$(VENV)/bin/python -m pytest -m real_node tests/node $(PYTEST_ARGS)
