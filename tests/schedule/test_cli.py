@@ -110,3 +110,18 @@ def test_next_runs_of_a_schedule_in_the_cluster(
     assert "skipped:" in lines[4]
     assert missing.returncode == 1
     assert f"no RestartSchedule {namespace}/nope in the cluster" in missing.stderr
+
+
+def test_the_docs_show_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/restart-schedules.md's example is the command's real output, kept so."""
+    repo = WEEKLY_WEB.parents[2]
+    monkeypatch.chdir(repo)
+    doc = (repo / "docs" / "restart-schedules.md").read_text()
+    command = f"$ mandrill schedule next crds/samples/{WEEKLY_WEB.name} {' '.join(AFTER)}\n"
+    shown = doc.split(command, 1)[1].split("\n$ ", 1)[0]
+
+    cli.main(["schedule", "next", str(WEEKLY_WEB.relative_to(repo)), *AFTER])
+
+    assert shown + "\n" == capsys.readouterr().out
