@@ -168,23 +168,50 @@ async def test_invalid_spec_runs_nothing_says_so_once_then_a_fix_runs(world: Wor
     await world.clock.settle()
 
     assert world.status.merged["conditions"][0]["status"] == "True"
-    # The 13:00 run fell due while it was invalid; with no deadline it starts now.
-    assert [n for n, _ in world.runs.created] == ["hourly-202612011300"]
-    assert world.reasons() == ["InvalidTimeZone", "RunCreated"]
+    # The 13:00 run fell due while it was invalid: the fixed spec applies from now.
+    assert world.runs.created == []
+    assert world.clock.wake_at is not None
+    assert world.clock.wake_at.astimezone(UTC) == at(14)
+    assert world.reasons() == ["InvalidTimeZone"]
+
+
+async def test_a_changed_spec_applies_from_now_without_catching_up(world: World) -> None:
+    """Editing an hourly schedule into a half-hourly one at 13:10 runs nothing for 13:00."""
+    service = world.service()
+    service.observe(body())
+    await world.clock.settle()
+    world.clock.current = at(12, 59)
+    service.observe(body(generation=2, status=world.status.merged, suspend=True))
+    await world.clock.settle()
+    await world.clock.jump(at(13, 10))  # suspended over 13:00
+
+    service.observe(body(generation=3, status=world.status.merged, schedule="*/30 * * * *"))
+    await world.clock.settle()
+
+    assert world.runs.created == []
+    assert world.status.merged["missedRuns"] == 0
+    assert world.status.merged["lastHandledScheduleTime"] == timestamps.format(at(13, 10))
+    await world.clock.jump(at(13, 30, 1))
+    assert [n for n, _ in world.runs.created] == ["hourly-202612011330"]
 
 
 async def test_a_stale_watch_event_does_not_decide_a_run_twice(world: World) -> None:
+    windows = [{"start": "22:00", "end": "04:00"}]
     service = world.service()
-    service.observe(body(windows=[{"start": "22:00", "end": "04:00"}]))
+    service.observe(body(windows=windows))
     await world.clock.settle()
     await world.clock.jump(at(13, 0, 1))
     assert world.reasons() == ["RunSkipped"]
 
-    service.observe(body(generation=2, windows=[{"start": "22:00", "end": "04:00"}]))  # old status
-    await world.clock.settle()
+    service.observe(body(windows=windows))  # arrives late: the status before the skip
+    await world.clock.jump(at(14, 0, 1))
 
-    assert world.reasons() == ["RunSkipped"]
-    assert world.status.merged["lastHandledScheduleTime"] == timestamps.format(at(13))
+    assert world.reasons() == ["RunSkipped", "RunSkipped"]  # no RunsMissed for 13:00
+    assert world.status.merged["missedRuns"] == 0
+    skipped = [m for _, r, m in world.events if r == "RunSkipped"]
+    assert [m.split()[2] for m in skipped] == ["2026-12-01T13:00:00+00:00",
+                                               "2026-12-01T14:00:00+00:00"]  # fmt: skip
+    assert world.status.merged["lastHandledScheduleTime"] == timestamps.format(at(14))
 
 
 async def test_status_patches_of_our_own_do_not_wake_the_loop(world: World) -> None:

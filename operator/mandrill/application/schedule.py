@@ -18,8 +18,11 @@ patches (our own) only refresh what it knows. Each pass of the loop:
    end is seen by looking again, so status and pruning catch up), or until
    woken by a change.
 
-What status remembers (`lastHandledScheduleTime`, `missedRuns`) only moves
-forward here, even if a watch event older than our last patch arrives late,
+A changed spec (a new generation) applies from the moment it is seen: runs
+the new spec would have made before are not caught up, as for a new
+schedule, so editing a weekly schedule into an hourly one does not start a
+run at once. What status remembers (`lastHandledScheduleTime`, `missedRuns`)
+only moves forward here, even if a watch event older than our last patch arrives late,
 so a run is never decided on twice by one process. Errors never end the
 loop: a TransientError or an unexpected one is logged and retried with a
 growing backoff.
@@ -62,12 +65,19 @@ class _Schedule:
     reported_invalid: tuple[int, str] | None = None
     """(generation, reason) of the last Invalid Event: one per generation."""
     failures: int = 0
+    generation: int | None = None
+    """The generation of the last pass (at first, the status's observedGeneration)."""
 
     def remember(self, st: Body) -> None:
         last, missed = status.remembered(st)
-        if last is not None and (self.last_handled is None or utc(last) > utc(self.last_handled)):
-            self.last_handled = last
+        self.advance(last)
         self.missed = max(self.missed, missed)
+
+    def advance(self, moment: datetime.datetime | None) -> None:
+        if moment is not None and (
+            self.last_handled is None or utc(moment) > utc(self.last_handled)
+        ):
+            self.last_handled = moment
 
 
 @attrs.define
@@ -89,6 +99,8 @@ class ScheduleService:
         if known is None:
             known = self._schedules[uid] = _Schedule(body=body)
             known.remember(body.get("status") or {})
+            seen = (body.get("status") or {}).get("observedGeneration")
+            known.generation = int(seen) if seen is not None else None
             self.ports.tasks.spawn(f"schedule/{uid}", lambda: self._loop(uid))
             return
         changed = _generation(body) != _generation(known.body)
@@ -140,6 +152,11 @@ class ScheduleService:
         except InvalidSchedule as e:
             await self._invalid(entry, ref, previous, e, now)
             return None
+        if entry.generation is not None and entry.generation != ref.generation:
+            # A changed spec applies from now on: no run it would have made before
+            # is caught up (nor counted missed), as when a schedule is created.
+            entry.advance(now)
+        entry.generation = ref.generation
         runs = await self.ports.runs.list(ref)
         decision = decide.decide(
             spec, now=now, created=ref.created, last_handled=entry.last_handled, runs=runs
@@ -162,6 +179,8 @@ class ScheduleService:
             suspended=spec.suspend,
             now=now,
         )
+        if "lastHandledScheduleTime" not in patch and entry.last_handled is not None:
+            patch["lastHandledScheduleTime"] = timestamps.format(entry.last_handled)
         if any(previous.get(k) != v for k, v in patch.items()):  # a quiet pass writes nothing
             await self.ports.status.patch(ref, patch)
         entry.remember(patch)
@@ -218,6 +237,7 @@ class ScheduleService:
         error: InvalidSchedule,
         now: datetime.datetime,
     ) -> None:
+        entry.generation = ref.generation
         key = (ref.generation, error.reason)
         if entry.reported_invalid != key:
             entry.reported_invalid = key
