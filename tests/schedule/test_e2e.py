@@ -8,8 +8,9 @@ from its time and created within a second of it (in real time), consumed by
 the same operator; finished runs beyond successfulRunsHistoryLimit are
 deleted; after a SIGKILL and a restart no run is created twice, the runs
 due while it was down are reported missed, and only the latest one starts;
-deleting the schedule deletes its runs (garbage collection); an invalid zone
-makes it Ready=False with an Event and no runs.
+deleting the schedule deletes its runs (garbage collection); two instances
+at once create each run once; an invalid zone makes it Ready=False with an
+Event and no runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import itertools
 import pathlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -155,7 +157,7 @@ async def test_runs_on_time_owned_pruned_and_once_across_a_sigkill(
     first.kill()
     await asyncio.sleep(4)  # about four schedule minutes pass while nobody is there
     before = await created_names(api, ns, "every-minute")
-    start_operator(ns)
+    second = start_operator(ns)
 
     async def missed_and_resumed() -> list[str] | None:
         names = await created_names(api, ns, "every-minute")
@@ -177,6 +179,41 @@ async def test_runs_on_time_owned_pruned_and_once_across_a_sigkill(
         return not await list_runs(api, ns)
 
     await eventually(collected, what="the runs garbage-collected with their schedule", within=60)
+    for op in (first, second):  # as the ServiceAccount of deploy/rbac: no permission problem
+        log = op.log_path.read_text().lower()
+        assert "forbidden" not in log, op.log_tail(80)
+        assert "unexpected error" not in log, op.log_tail(80)
+
+
+async def test_two_instances_create_each_run_once(
+    api: ApiClient,
+    make_namespace: MakeNamespace,
+    start_operator: Callable[[str], OperatorProcess],
+) -> None:
+    """Both publish (no leader election yet): the names make the second one's create a no-op."""
+    ns = await make_namespace("sched-")
+    start_operator(ns)
+    start_operator(ns)
+    await create_schedule(api, ns, "twice", {
+        "schedule": "* * * * *", "template": TEMPLATE, "concurrencyPolicy": "Allow",
+        "successfulRunsHistoryLimit": 100,
+    })  # fmt: skip
+
+    async def six_runs() -> list[dict[str, Any]] | None:
+        runs = await list_runs(api, ns)
+        return runs if len(runs) >= 6 else None
+
+    await eventually(six_runs, what="six runs", within=30)
+    await asyncio.sleep(1)
+    runs = await list_runs(api, ns)
+    names = await created_names(api, ns, "twice")
+    minutes = sorted(
+        rr.parse_time(r["metadata"]["annotations"]["mandrill.dev/scheduled-time"]) for r in runs
+    )
+
+    assert len(names) == len(set(names)), f"a run created twice: {names}"
+    steps = {b - a for a, b in itertools.pairwise(minutes)}
+    assert steps == {datetime.timedelta(minutes=1)}, f"a run missing or doubled: {minutes}"
 
 
 async def test_invalid_zone_is_not_ready_and_runs_nothing(
