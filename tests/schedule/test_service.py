@@ -249,3 +249,19 @@ async def test_forget_stops_the_loop(world: World) -> None:
 
     assert len(service) == 0
     assert not world.tasks.running("schedule/s-1")
+
+
+async def test_a_finished_run_wakes_its_schedule_before_the_recheck(world: World) -> None:
+    service = world.service(recheck=3600)
+    service.observe(body())
+    await world.clock.settle()
+    await world.clock.jump(at(13, 0, 1))
+    assert world.status.merged["activeRuns"] == 1
+
+    world.runs.finish("hourly-202612011300")
+    service.poke("s-1")
+    await world.clock.settle()
+
+    assert world.status.merged["activeRuns"] == 0
+    assert world.status.merged["lastSuccessfulRun"] == "hourly-202612011300"
+    service.poke("someone-else")  # not ours: nothing happens

@@ -14,9 +14,9 @@ patches (our own) only refresh what it knows. Each pass of the loop:
    instance, or this one before a crash, made it), or posts why it was
    skipped or missed, prunes finished runs beyond the history limits, and
    writes status;
-4. sleeps until the next run, or a little while if runs are active (their
-   end is seen by looking again, so status and pruning catch up), or until
-   woken by a change.
+4. sleeps until the next run, or until woken by a change of the spec or
+   the end of one of its runs (`poke`); while runs are active it also looks
+   again every `recheck` seconds, in case such an event was missed.
 
 A changed spec (a new generation) applies from the moment it is seen: runs
 the new spec would have made before are not caught up, as for a new
@@ -107,6 +107,12 @@ class ScheduleService:
         known.body = body
         known.remember(body.get("status") or {})
         if changed:
+            known.wake.set()
+
+    def poke(self, uid: str) -> None:
+        """One of the schedule's runs changed (it finished): look again now, not at the recheck."""
+        known = self._schedules.get(uid)
+        if known is not None:
             known.wake.set()
 
     def forget(self, uid: str) -> None:
