@@ -94,6 +94,7 @@ class Services:
                 events=self.events.post,
                 clock=schedules.clock(),
                 tasks=self.tasks,
+                observer=metrics.ScheduleObserver(),
             )
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 from collections.abc import Mapping
 from typing import Any
@@ -108,6 +109,17 @@ class FakeStatus:
 
 
 @attrs.define
+class FakeObserver:
+    counts: collections.Counter[str] = attrs.Factory(collections.Counter)
+
+    def runs(self, outcome: str, count: int = 1) -> None:
+        self.counts[outcome] += count
+
+    def failed(self) -> None:
+        self.counts["failed"] += 1
+
+
+@attrs.define
 class World:
     clock: FakeClock
     runs: FakeRuns = attrs.Factory(FakeRuns)
@@ -115,6 +127,7 @@ class World:
     events: list[tuple[str, str, str]] = attrs.Factory(list)
     """(type, reason, message)."""
     tasks: TaskRegistry = attrs.Factory(lambda: TaskRegistry("test"))
+    observer: FakeObserver = attrs.Factory(FakeObserver)
 
     def service(self, **kwargs: Any) -> ScheduleService:
         def post(obj: Mapping[str, Any], type: str, reason: str, message: str) -> None:
@@ -122,7 +135,7 @@ class World:
             self.events.append((type, reason, message))
 
         ports = Ports(runs=self.runs, status=self.status, events=post, clock=self.clock,
-                      tasks=self.tasks)  # fmt: skip
+                      tasks=self.tasks, observer=self.observer)  # fmt: skip
         return ScheduleService(ports=ports, **kwargs)
 
     def reasons(self) -> list[str]:

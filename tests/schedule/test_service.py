@@ -121,6 +121,7 @@ async def test_back_after_downtime_only_the_latest_run_starts(world: World) -> N
     assert world.events[0][0] == "Warning"
     assert world.events[0][2].startswith("4 run(s)")
     assert world.status.merged["missedRuns"] == 6
+    assert world.observer.counts == {"missed": 4, "created": 1}
 
 
 async def test_past_the_deadline_the_run_is_missed_with_a_warning(world: World) -> None:
@@ -233,6 +234,7 @@ async def test_an_api_hiccup_is_retried_after_a_backoff(world: World) -> None:
     await world.clock.settle()
 
     assert world.status.patches == []
+    assert world.observer.counts["failed"] == 1
     assert world.clock.wake_at == at(12, 30, 5)
     await world.clock.jump(at(12, 30, 5))
     assert world.status.merged["nextScheduleTime"] == timestamps.format(at(13))

@@ -53,6 +53,13 @@ from mandrill.domain.schedule.models import (
 )
 
 log = logging.getLogger(__name__)
+_OUTCOMES = {
+    Action.CREATE: "created",
+    Action.EXISTS: "exists",
+    Action.SKIP: "skipped",
+    Action.MISS: "missed",
+    Action.SUSPENDED: "suspended",
+}
 
 
 @attrs.define
@@ -136,9 +143,11 @@ class ScheduleService:
                 wake_at = await self.reconcile(entry)
                 entry.failures = 0
             except (TransientError, PermanentError) as e:
+                self.ports.observer.failed()
                 wake_at = self._backoff(entry)
                 log.warning("RestartSchedule %s: %s; again in a while", _name(entry.body), e)
             except Exception:
+                self.ports.observer.failed()
                 wake_at = self._backoff(entry)
                 log.exception("RestartSchedule %s: unexpected error", _name(entry.body))
             await self.ports.clock.sleep_until(wake_at, entry.wake)
@@ -209,8 +218,11 @@ class ScheduleService:
                 f"{decision.missed_earlier} run(s) fell due while the operator was away and "
                 "were not started; only the latest was considered",
             )
+        if decision.missed_earlier:
+            self.ports.observer.runs("missed", decision.missed_earlier)
         if due is None:
             return runs
+        self.ports.observer.runs(_OUTCOMES[due.action])
         local = status.local_time(due.scheduled, spec.cron.tz)
         if due.action is Action.CREATE:
             name = decide.run_name(ref.name, due.scheduled)

@@ -56,6 +56,24 @@ class Clock(Protocol):
         """Return at `moment` (never, if None) or as soon as `wake` is set, if sooner."""
 
 
+class Observer(Protocol):
+    """What the service reports for metrics."""
+
+    def runs(self, outcome: str, count: int = 1) -> None:
+        """Runs decided on: created, exists, skipped, missed or suspended."""
+
+    def failed(self) -> None:
+        """A pass of a loop failed (it is retried)."""
+
+
+class _Unobserved:
+    def runs(self, outcome: str, count: int = 1) -> None:
+        return None
+
+    def failed(self) -> None:
+        return None
+
+
 @attrs.frozen
 class Ports:
     runs: Runs
@@ -63,3 +81,4 @@ class Ports:
     events: EventSink
     clock: Clock
     tasks: TaskRegistry
+    observer: Observer = attrs.Factory(_Unobserved)
