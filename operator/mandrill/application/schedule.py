@@ -21,11 +21,11 @@ patches (our own) only refresh what it knows. Each pass of the loop:
 A changed spec (a new generation) applies from the moment it is seen: runs
 the new spec would have made before are not caught up, as for a new
 schedule, so editing a weekly schedule into an hourly one does not start a
-run at once. What status remembers (`lastHandledScheduleTime`, `missedRuns`)
-only moves forward here, even if a watch event older than our last patch arrives late,
-so a run is never decided on twice by one process. Errors never end the
-loop: a TransientError or an unexpected one is logged and retried with a
-growing backoff.
+run at once. What status remembers (`lastHandledScheduleTime`,
+`missedRuns`) only moves forward here, even if a watch event older than our
+last patch arrives late, so one process never decides on a run twice.
+Errors never end the loop: a TransientError or an unexpected one is logged,
+counted and retried with a growing backoff.
 """
 
 from __future__ import annotations
@@ -218,7 +218,6 @@ class ScheduleService:
                 f"{decision.missed_earlier} run(s) fell due while the operator was away and "
                 "were not started; only the latest was considered",
             )
-        if decision.missed_earlier:
             self.ports.observer.runs("missed", decision.missed_earlier)
         if due is None:
             return runs
@@ -263,7 +262,8 @@ class ScheduleService:
         patch = status.invalid_patch(
             ref=ref, previous=previous, reason=error.reason, message=error.message, now=now
         )
-        await self.ports.status.patch(ref, patch)
+        if any(previous.get(k) != v for k, v in patch.items()):
+            await self.ports.status.patch(ref, patch)
         entry.body = {**entry.body, "status": {**previous, **patch}}
 
     def _event(self, body: Body, type: EventType, reason: str, message: str) -> None:
