@@ -272,3 +272,39 @@ def test_invalid_status_flips_ready_and_clears_the_next_run() -> None:
     [ready] = bad["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "InvalidTimeZone")
     assert ready["lastTransitionTime"] == timestamps.format(later)
+
+
+NEW_YORK = "America/New_York"
+
+
+def test_fall_back_night_runs_once_when_the_clock_repeats_the_hour() -> None:
+    """01:30 happens twice in New York on 2026-11-01 (EDT, then EST): one run."""
+    s = spec(schedule="30 1 * * *", timeZone=NEW_YORK)
+    first_0130 = utc(2026, 11, 1, 5, 30)  # 01:30 EDT
+    second_0130 = utc(2026, 11, 1, 6, 30)  # 01:30 EST
+    made = datetime.datetime(2026, 10, 31, tzinfo=UTC)
+
+    at_first = d.decide(s, now=first_0130 + datetime.timedelta(seconds=1), created=made,
+                        last_handled=None, runs=())  # fmt: skip
+    at_second = d.decide(s, now=second_0130 + datetime.timedelta(seconds=1), created=made,
+                         last_handled=at_first.handled_through, runs=())  # fmt: skip
+
+    # Python never finds a time in a repeated hour equal to one of another zone: compare in UTC.
+    assert at_first.due is not None
+    assert at_first.due.action is d.Action.CREATE
+    assert at_first.due.scheduled.astimezone(UTC) == first_0130
+    assert at_second.due is None
+    assert at_second.next_run is not None
+    assert at_second.next_run.astimezone(UTC) == utc(2026, 11, 2, 6, 30)
+
+
+def test_spring_forward_night_runs_right_after_the_gap() -> None:
+    """02:30 does not exist in New York on 2026-03-08: the run is at 03:00 EDT (07:00 UTC)."""
+    s = spec(schedule="30 2 * * *", timeZone=NEW_YORK)
+    made = datetime.datetime(2026, 3, 7, 12, tzinfo=UTC)
+
+    got = d.decide(s, now=utc(2026, 3, 8, 7, 0, 1), created=made, last_handled=None, runs=())
+
+    assert got.due == d.Due(utc(2026, 3, 8, 7, 0), d.Action.CREATE)
+    assert got.missed == 0
+    assert d.run_name("nightly", got.due.scheduled) == "nightly-202603080700"
