@@ -173,8 +173,16 @@ class ScheduleService:
             entry.advance(now)
         entry.generation = ref.generation
         runs = await self.ports.runs.list(ref)
-        decision = decide.decide(
-            spec, now=now, created=ref.created, last_handled=entry.last_handled, runs=runs
+        # In a thread: counting the runs an every-minute schedule missed over weeks
+        # of downtime takes a good part of a second, which the event loop (and every
+        # RestartRequest in flight) should not wait for. decide() is pure.
+        decision = await asyncio.to_thread(
+            decide.decide,
+            spec,
+            now=now,
+            created=ref.created,
+            last_handled=entry.last_handled,
+            runs=runs,
         )
         runs = await self._act(body, ref, spec, decision, runs)
         runs = await self._prune(ref, spec, runs)
