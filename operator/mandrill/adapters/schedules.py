@@ -55,7 +55,6 @@ def run_from_body(body: Mapping[str, Any]) -> Run | None:
         uid=meta["uid"],
         scheduled=scheduled,
         phase=phase,
-        finished=timestamps.parse(st.get("acknowledgedAt")),
     )
 
 

@@ -129,4 +129,3 @@ class Run:
     uid: str
     scheduled: datetime.datetime
     phase: RunPhase
-    finished: datetime.datetime | None = None
