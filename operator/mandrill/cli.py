@@ -15,15 +15,24 @@ import mandrill
 from mandrill.commands import crawl as crawl_command
 from mandrill.commands import results as results_command
 from mandrill.commands import run as run_command
+from mandrill.commands import schedule as schedule_command
 
-COMMANDS = {"run": run_command, "crawl": crawl_command, "results": results_command}
+COMMANDS = {
+    "run": run_command,
+    "crawl": crawl_command,
+    "results": results_command,
+    "schedule": schedule_command,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, separate from `main` so tests can inspect it."""
     parser = argparse.ArgumentParser(
         prog="mandrill",
-        description="Kubernetes operator consuming RestartRequest and CrawlJob resources.",
+        description=(
+            "Kubernetes operator consuming RestartRequest and CrawlJob resources and "
+            "publishing RestartRequests on RestartSchedules."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"mandrill {mandrill.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

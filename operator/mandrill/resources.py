@@ -9,6 +9,14 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 RESTART_REQUESTS: Final = "restartrequests"
 RESTART_REQUEST_KIND: Final = "RestartRequest"
 CRAWL_JOBS: Final = "crawljobs"
+RESTART_SCHEDULES: Final = "restartschedules"
+RESTART_SCHEDULE_KIND: Final = "RestartSchedule"
+
+SCHEDULE_UID_LABEL: Final = f"{GROUP}/schedule-uid"
+"""On each run (RestartRequest) of a RestartSchedule: the schedule's UID, to list its runs."""
+
+SCHEDULED_TIME_ANNOTATION: Final = f"{GROUP}/scheduled-time"
+"""On each run: the run's time (RFC 3339, UTC), which its name is made from."""
 
 PROTECTED_ANNOTATION: Final = f"{GROUP}/protected"
 """A pod or workload annotated with this set to "true" is never restarted."""

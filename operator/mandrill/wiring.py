@@ -19,7 +19,7 @@ import attrs
 from kopf._cogs.structs import references  # kopf's own namespace matching, for the resync
 from kubernetes_asyncio.client import ApiClient
 
-from mandrill.adapters import crawl_jobs, events, kube, metrics, ssrf
+from mandrill.adapters import crawl_jobs, events, kube, metrics, schedules, ssrf
 from mandrill.adapters.crawl_store import CrawlStore
 from mandrill.adapters.journal import SqliteJournal
 from mandrill.adapters.journal_retry import JournalRetrier
@@ -30,6 +30,8 @@ from mandrill.adapters.restart_targets import KubeTargets
 from mandrill.adapters.sqlite import sqlite_path
 from mandrill.application.restart import RestartService
 from mandrill.application.restart_ports import Ports, Waiting
+from mandrill.application.schedule import ScheduleService
+from mandrill.application.schedule_ports import Ports as SchedulePorts
 from mandrill.config import Settings
 from mandrill.domain.crawl import job as crawl_job
 from mandrill.domain.errors import StoreError
@@ -63,6 +65,8 @@ class Services:
     crawl_store: CrawlStore
     crawl_policy: ssrf.AddressPolicy
     restarts: RestartService = attrs.field(init=False)
+    schedules: ScheduleService = attrs.field(init=False)
+    """One loop per RestartSchedule, publishing its runs as RestartRequests."""
 
     def __attrs_post_init__(self) -> None:
         reaper = Reaper(api=self.api, tasks=self.tasks)
@@ -83,6 +87,16 @@ class Services:
             max_in_flight=self.settings.max_concurrent_requests,
         )
         self.events.busy = lambda: self.restarts.in_flight > 0
+        self.schedules = ScheduleService(
+            ports=SchedulePorts(
+                runs=schedules.KubeRuns(api=self.api),
+                status=schedules.ScheduleStatus(api=self.api),
+                events=self.events.post,
+                clock=schedules.clock(),
+                tasks=self.tasks,
+                observer=metrics.ScheduleObserver(),
+            )
+        )
 
     def restart_context(
         self,
@@ -126,6 +140,7 @@ class Services:
         async def stop_taking() -> None:
             await draining.wait()
             self.restarts.stop_taking()
+            self.schedules.stop()
 
         self.tasks.spawn("drain-signal", stop_taking)
 

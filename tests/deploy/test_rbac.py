@@ -36,15 +36,18 @@ from tests.restart import rr
 
 MakeNamespace = Callable[[str], Awaitable[str]]
 RR, CJ = "restartrequests.mandrill.dev", "crawljobs.mandrill.dev"
+RS = "restartschedules.mandrill.dev"
 APPS = ("deployments.apps", "statefulsets.apps", "daemonsets.apps")
 
 # (verb, resource, extra kubectl args) the operator needs in a watched namespace ...
 NAMESPACED_ALLOWED = [
-    *((verb, kind, ()) for kind in (RR, CJ) for verb in ("list", "watch", "patch")),
+    *((verb, kind, ()) for kind in (RR, CJ, RS) for verb in ("list", "watch", "patch")),
     ("get", RR, ()),
+    ("create", RR, ()),  # a RestartSchedule's runs
     ("delete", RR, ()),
     ("patch", RR, ("--subresource=status",)),
     ("patch", CJ, ("--subresource=status",)),
+    ("patch", RS, ("--subresource=status",)),
     ("create", "events", ()),
     *((verb, "pods", ()) for verb in ("get", "list", "watch", "delete")),
     ("create", "pods", ("--subresource=eviction",)),
@@ -62,8 +65,10 @@ NAMESPACED_DENIED = [
     ("update", "deployments.apps", ()),
     ("create", "deployments.apps", ()),
     ("get", "replicasets.apps", ()),
-    ("create", RR, ()),
     ("update", RR, ()),
+    ("create", RS, ()),
+    ("update", RS, ()),
+    ("delete", RS, ()),
     ("update", RR, ("--subresource=status",)),
     ("delete", CJ, ()),
     ("get", CJ, ()),
@@ -125,7 +130,7 @@ def test_service_account_may_do_what_the_operator_does_and_no_more(
     )
     # Cluster-wide installation: the namespaced rights hold in every namespace.
     should_but_cannot += mismatches(
-        [(v, r, ()) for r in (RR, CJ) for v in ("list", "watch")], ("--all-namespaces",), True
+        [(v, r, ()) for r in (RR, CJ, RS) for v in ("list", "watch")], ("--all-namespaces",), True
     )
     can_but_should_not = mismatches(NAMESPACED_DENIED, in_namespace, expected=False)
     can_but_should_not += mismatches(
@@ -170,7 +175,7 @@ async def test_people_with_edit_or_view_get_mandrill_rights(
 
     await eventually(aggregated, what="mandrill roles aggregated into edit, view and admin")
 
-    for kind in (RR, CJ):
+    for kind in (RR, CJ, RS):
         for verb in ("create", "delete", "patch", "get", "list", "watch"):
             assert may("alice", verb, kind), f"edit: {verb} {kind}"
             assert may("carol", verb, kind), f"admin: {verb} {kind}"

@@ -63,6 +63,16 @@ CRAWL_FETCH = prom.Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 CRAWLS_RUNNING = prom.Gauge("mandrill_crawls_running", "CrawlJobs being crawled right now")
+SCHEDULE_RUNS = prom.Counter(
+    "mandrill_schedule_runs_total",
+    "RestartSchedule runs decided on, by outcome: created, exists (made before), skipped, "
+    "missed (earlier runs missed while the operator was away included), suspended",
+    ["outcome"],
+)
+SCHEDULE_ERRORS = prom.Counter(
+    "mandrill_schedule_errors_total",
+    "Failed passes of a RestartSchedule's loop (API errors and unexpected ones; retried)",
+)
 
 
 class RestartObserver:
@@ -90,6 +100,16 @@ class RestartObserver:
     def handling(self) -> Iterator[None]:
         with REQUESTS_IN_FLIGHT.track_inprogress(), REQUEST_DURATION.time():
             yield
+
+
+class ScheduleObserver:
+    """The schedule service's `Observer`, on the collectors above."""
+
+    def runs(self, outcome: str, count: int = 1) -> None:
+        SCHEDULE_RUNS.labels(outcome).inc(count)
+
+    def failed(self) -> None:
+        SCHEDULE_ERRORS.inc()
 
 
 def background_failed(group: str) -> None:

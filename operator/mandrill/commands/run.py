@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     # or `--help` should not pay for that.
     import mandrill.handlers.crawl
     import mandrill.handlers.lifecycle
-    import mandrill.handlers.restart  # noqa: F401
+    import mandrill.handlers.restart
+    import mandrill.handlers.schedule  # noqa: F401
     from mandrill import runtime
 
     return runtime.serve(settings)

@@ -1,0 +1,1 @@
+"""RestartSchedule: cron in an IANA zone, windows, exclusions, and what is due now (pure)."""
