@@ -20,15 +20,36 @@ kubectl=${KUBECTL:-kubectl}
 ns=mandrill-system
 
 start=$(date +%s%N)
-"$kubectl" apply -k "$overlay"
-"$kubectl" wait --for=condition=Established --timeout=60s \
-  crd/restartrequests.mandrill.dev crd/crawljobs.mandrill.dev >/dev/null
 if [ -n "${MANDRILL_IMAGE_DIGEST:-}" ]; then
-  "$kubectl" -n "$ns" patch deployment/mandrill --type=merge -p \
-    "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"mandrill.dev/image-digest\":\"$MANDRILL_IMAGE_DIGEST\"}}}}}"
+  # The stamp goes in with the first apply (a kustomization on top of the
+  # overlay), so a new Deployment starts one pod, not one then another.
+  stamped=$(mktemp -d)
+  trap 'rm -rf "$stamped"' EXIT
+  cat >"$stamped/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- $(realpath --relative-to="$stamped" "$overlay")
+patches:
+- patch: |-
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: mandrill
+      namespace: $ns
+    spec:
+      template:
+        metadata:
+          annotations:
+            mandrill.dev/image-digest: "$MANDRILL_IMAGE_DIGEST"
+YAML
+  "$kubectl" apply -k "$stamped"
 else
+  "$kubectl" apply -k "$overlay"
   "$kubectl" -n "$ns" rollout restart deployment/mandrill
 fi
+"$kubectl" wait --for=condition=Established --timeout=60s \
+  crd/restartrequests.mandrill.dev crd/crawljobs.mandrill.dev crd/restartschedules.mandrill.dev >/dev/null
 "$kubectl" -n "$ns" rollout status deployment/mandrill --timeout=180s
 ms=$((($(date +%s%N) - start) / 1000000))
 printf '[rollout] %s applied and rolled out to a Ready pod in %d.%03ds\n' "$overlay" $((ms / 1000)) $((ms % 1000))

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from tests.operator_process import InClusterOperator
+from tests.restart import rr
 
 
 def _ready_pod(installed: InClusterOperator) -> dict[str, Any]:
@@ -26,12 +27,19 @@ def test_the_rollout_is_ready_through_its_real_probes(installed: InClusterOperat
     container = pod["spec"]["containers"][0]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthz", probe
-    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
-    assert conditions["Ready"] == "True"
+    conditions = {c["type"]: c for c in pod["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
     (status,) = pod["status"]["containerStatuses"]
     assert status["started"] is True
     assert status["ready"] is True
     assert "running" in status["state"]
+    created = rr.parse_time(pod["metadata"]["creationTimestamp"])
+    started = rr.parse_time(status["state"]["running"]["startedAt"])
+    ready = rr.parse_time(conditions["Ready"]["lastTransitionTime"])
+    print(
+        f"\npod created to Ready {(ready - created).total_seconds():.0f}s "
+        f"(container started to Ready {(ready - started).total_seconds():.0f}s)"
+    )
 
 
 def test_logs_are_json_lines(installed: InClusterOperator) -> None:
