@@ -1,0 +1,132 @@
+"""Benchmark: the store's write paths, as the operator drives them.
+
+Not a test (nothing here asserts a time): a program that prints a table.
+
+    .venv/bin/python -m tests.bench.store_writes [--pages 20000] [--links 10] [--rounds 3]
+
+Two workloads, each on a fresh store per round:
+
+- crawl: `--pages` page outcomes with `--links` links each recorded through
+  the crawl store's BatchingSink, one `record` per page as the engine calls
+  it, then the final flush; rows/s counts pages + edges written, over the
+  span from the first record to the end of the flush;
+- journal: `--saves` RestartRequest journal rows saved `--concurrency` at a
+  time (the operator works on up to 64 requests at once), saves/s.
+
+The table shows each workload's best round (the least disturbed by the rest
+of the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import pathlib
+import platform
+import tempfile
+import time
+
+from mandrill.adapters import crawl_store
+from mandrill.adapters.journal import SqliteJournal
+from mandrill.domain.crawl.job import JobRef
+from mandrill.domain.crawl.models import EdgeList, PageResult, Progress
+from mandrill.domain.restart.models import Kind, Outcome, RequestRef, TargetResult
+from mandrill.domain.restart.process import JournalEntry
+
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+PROGRESS = Progress(done=1, scheduled=1, failed=0, elapsed=0.1)
+
+
+def pages(count: int, links: int) -> list[tuple[PageResult, EdgeList]]:
+    """`count` page outcomes of `links` links each, made before the clock starts."""
+    made = []
+    for n in range(count):
+        url = f"https://site.test/p/{n}"
+        targets = tuple(f"https://site.test/p/{n}/{k}" for k in range(links))
+        result = PageResult(url=url, depth=1, final_url=url, status=200, links=links, size=4096)
+        made.append((result, EdgeList(url, targets)))
+    return made
+
+
+async def crawl_round(url: str, recorded: list[tuple[PageResult, EdgeList]]) -> float:
+    """Rows (pages + edges) per second through the batching sink."""
+    store = crawl_store.CrawlStore.from_url(url)
+    await store.open()
+    job = JobRef(namespace="bench", name="crawl", uid="bench-uid")
+    await store.begin(job, attempt=1, started=NOW)
+    sink = store.sink(job)
+    started = time.perf_counter()
+    for result, edges in recorded:
+        await sink.record(result, edges, PROGRESS)
+    await sink.flush()
+    elapsed = time.perf_counter() - started
+    await store.close()
+    rows = sum(1 + len(edges.targets) for _, edges in recorded)
+    return rows / elapsed
+
+
+async def journal_round(path: pathlib.Path, saves: int, concurrency: int) -> float:
+    """Journal saves per second, `concurrency` at a time."""
+    journal = SqliteJournal(path=path)
+    await journal.open()
+    target = TargetResult(
+        kind=Kind.POD, name="web", uid="t", action="Delete", outcome=Outcome.PENDING
+    )
+    entries = [
+        JournalEntry(
+            request=RequestRef(namespace="bench", name=f"r{n}", uid=f"req-{n}", generation=1),
+            spec={"target": {"kind": "Pod", "name": "web"}},
+            targets=(target,),
+            received=NOW,
+        )
+        for n in range(saves)
+    ]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def save(entry: JournalEntry) -> None:
+        async with gate:
+            await journal.save(entry)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(save(e) for e in entries))
+    elapsed = time.perf_counter() - started
+    await journal.close()
+    return saves / elapsed
+
+
+async def run(args: argparse.Namespace) -> None:
+    recorded = pages(args.pages, args.links)
+    crawl_rates: list[float] = []
+    journal_rates: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
+        for r in range(args.rounds):
+            crawl_rates.append(await crawl_round(f"sqlite:///{tmp}/crawl-{r}.sqlite", recorded))
+            journal_path = pathlib.Path(tmp) / f"journal-{r}.sqlite"
+            journal_rates.append(await journal_round(journal_path, args.saves, args.concurrency))
+    rows = args.pages * (1 + args.links)
+    print(
+        f"store writes, best of {args.rounds}; {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {datetime.date.today()}"
+    )
+    print(f"{'backend':<10} {'crawl rows/s':>14} {'journal saves/s':>16}")
+    print(f"{'sqlite':<10} {max(crawl_rates):>14,.0f} {max(journal_rates):>16,.0f}")
+    print(
+        f"(crawl: {args.pages} pages x {args.links} links = {rows} rows; "
+        f"journal: {args.saves} saves, {args.concurrency} at a time)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=20_000)
+    parser.add_argument("--links", type=int, default=10)
+    parser.add_argument("--saves", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
