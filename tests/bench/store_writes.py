@@ -1,8 +1,15 @@
-"""Benchmark: the store's write paths, as the operator drives them.
+"""Benchmark: the store's write paths, as the operator drives them, SQLite and PostgreSQL.
 
 Not a test (nothing here asserts a time): a program that prints a table.
 
     .venv/bin/python -m tests.bench.store_writes [--pages 20000] [--links 10] [--rounds 3]
+
+Backends: a SQLite file in a temporary folder, and a PostgreSQL server of
+the benchmark's own (tests/postgres.py, with the server's default
+durability: fsync and synchronous commit on) on 127.0.0.1, over TCP with
+password authentication as in a cluster; `--postgres-url URL` uses another
+server instead, `--no-postgres` leaves it out. The backends run in turn,
+interleaved round by round, so both see the same machine.
 
 Two workloads, each on a fresh store per round:
 
@@ -21,19 +28,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import os
-import pathlib
 import platform
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 
 from mandrill.adapters import crawl_store
-from mandrill.adapters.journal import SqliteJournal
+from mandrill.adapters.journal import StoreJournal
 from mandrill.domain.crawl.job import JobRef
 from mandrill.domain.crawl.models import EdgeList, PageResult, Progress
 from mandrill.domain.restart.models import Kind, Outcome, RequestRef, TargetResult
 from mandrill.domain.restart.process import JournalEntry
+from mandrill.store_url import StoreUrl
+from tests import postgres
 
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 PROGRESS = Progress(done=1, scheduled=1, failed=0, elapsed=0.1)
@@ -67,9 +77,9 @@ async def crawl_round(url: str, recorded: list[tuple[PageResult, EdgeList]]) -> 
     return rows / elapsed
 
 
-async def journal_round(path: pathlib.Path, saves: int, concurrency: int) -> float:
+async def journal_round(url: str, saves: int, concurrency: int) -> float:
     """Journal saves per second, `concurrency` at a time."""
-    journal = SqliteJournal(path=path)
+    journal = StoreJournal.from_url(StoreUrl.parse(url))
     await journal.open()
     target = TargetResult(
         kind=Kind.POD, name="web", uid="t", action="Delete", outcome=Outcome.PENDING
@@ -96,22 +106,48 @@ async def journal_round(path: pathlib.Path, saves: int, concurrency: int) -> flo
     return saves / elapsed
 
 
+@contextlib.contextmanager
+def backends(args: argparse.Namespace) -> Iterator[dict[str, Callable[[str], str]]]:
+    """Backend name -> a function from a store name to a fresh store's URL."""
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, contextlib.ExitStack() as stack:
+        made: dict[str, Callable[[str], str]] = {"sqlite": lambda name: f"sqlite:///{tmp}/{name}"}
+        if args.postgres_url:
+            base = args.postgres_url.rsplit("/", 1)[0]
+            server = None
+        elif not args.no_postgres:
+            server = stack.enter_context(postgres.server(settings=()))
+            base = server.url().rsplit("/", 1)[0]
+        if args.postgres_url or not args.no_postgres:
+
+            def database(name: str) -> str:
+                db = name.replace("-", "_").replace(".", "_")
+                if server is not None:
+                    server.psql(f"CREATE DATABASE {db}")
+                return f"{base}/{db}"
+
+            made["postgresql"] = database
+        yield made
+
+
 async def run(args: argparse.Namespace) -> None:
     recorded = pages(args.pages, args.links)
-    crawl_rates: list[float] = []
-    journal_rates: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
+    rates: dict[str, tuple[list[float], list[float]]] = {}
+    with backends(args) as urls:
         for r in range(args.rounds):
-            crawl_rates.append(await crawl_round(f"sqlite:///{tmp}/crawl-{r}.sqlite", recorded))
-            journal_path = pathlib.Path(tmp) / f"journal-{r}.sqlite"
-            journal_rates.append(await journal_round(journal_path, args.saves, args.concurrency))
+            for backend, url_of in urls.items():
+                crawl, journal = rates.setdefault(backend, ([], []))
+                crawl.append(await crawl_round(url_of(f"crawl-{r}"), recorded))
+                journal.append(
+                    await journal_round(url_of(f"journal-{r}"), args.saves, args.concurrency)
+                )
     rows = args.pages * (1 + args.links)
     print(
         f"store writes, best of {args.rounds}; {platform.node()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {datetime.date.today()}"
     )
     print(f"{'backend':<10} {'crawl rows/s':>14} {'journal saves/s':>16}")
-    print(f"{'sqlite':<10} {max(crawl_rates):>14,.0f} {max(journal_rates):>16,.0f}")
+    for backend, (crawl, journal) in rates.items():
+        print(f"{backend:<10} {max(crawl):>14,.0f} {max(journal):>16,.0f}")
     print(
         f"(crawl: {args.pages} pages x {args.links} links = {rows} rows; "
         f"journal: {args.saves} saves, {args.concurrency} at a time)"
@@ -125,6 +161,8 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgres-url", help="a server to use (its database part is replaced)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     asyncio.run(run(parser.parse_args()))
 
 
