@@ -1,18 +1,27 @@
 """A store that is down for a while: restarts go on, and the journal catches up later.
 
-The store here is a SQLite file whose folder does not exist yet (so every
-write fails), then appears. The operator is neither restarted nor told.
+On SQLite the store is a file whose folder does not exist yet (so every
+write fails), then appears. On PostgreSQL it is the session's real server
+(tests/postgres.py), stopped mid-run while the operator is connected to it,
+then started again. The operator is neither restarted nor told; and on
+PostgreSQL the password in its store URL appears nowhere: not in its log,
+not in a condition, not in an Event.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import asyncpg
+import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from tests.kube import eventually
-from tests.operator_process import OperatorProcess
+from tests.operator_process import JOURNAL_QUERY, OperatorProcess
+from tests.postgres import PostgresServer
 from tests.restart import rr
 
 MakeNamespace = Callable[[str], Awaitable[str]]
@@ -55,3 +64,65 @@ async def test_journal_write_is_retried_once_the_store_is_back(
     assert cond["reason"] == "SavedOnRetry"
     assert rr.journal_rows(store_dir / "journal.sqlite", uid) == [(uid, ns, "outage")]
     assert later["status"]["phase"] == "Succeeded", "the retry changes only the Saved condition"
+
+
+async def pg_journal_rows(url: str, request_uid: str) -> list[tuple[Any, ...]]:
+    """The journal's rows for one request, read from PostgreSQL."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(JOURNAL_QUERY.replace("?", "$1"), request_uid)
+    finally:
+        await conn.close()
+    return [tuple(row) for row in rows]
+
+
+@pytest.mark.postgres
+async def test_journal_catches_up_after_postgresql_is_stopped_mid_run(
+    api: ApiClient,
+    make_namespace: MakeNamespace,
+    solo_operators: Callable[..., OperatorProcess],
+    postgres: PostgresServer,
+    postgres_url: str,
+) -> None:
+    ns = await make_namespace("solo-")
+    await rr.deploy(api, ns, "web", 2)
+    op = solo_operators(ns, store_url=postgres_url)
+    target = {"target": {"kind": "Deployment", "name": "web"}}
+    before = await rr.create_request(api, ns, "before", target)
+    saved = rr.condition(await rr.finished(api, ns, "before"), "Saved")
+    assert saved is not None
+    assert saved["status"] == "True", saved
+
+    postgres.stop("fast")  # the operator's connections are cut off
+    try:
+        during = await rr.create_request(api, ns, "during", target)
+        body = await rr.finished(api, ns, "during")
+    finally:
+        postgres.start()
+
+    assert body["status"]["phase"] == "Succeeded"
+    assert body["status"]["restarted"] == 2
+    unsaved = rr.condition(body, "Saved")
+    assert unsaved is not None
+    assert (unsaved["status"], unsaved["reason"]) == ("False", "StoreUnavailable")
+    assert "postgresql://mandrill:***@127.0.0.1" in unsaved["message"]
+
+    async def saved_later() -> dict[str, Any] | None:
+        current = await rr.get_request(api, ns, "during")
+        cond = rr.condition(current, "Saved")
+        return current if cond and cond["status"] == "True" else None
+
+    later = await eventually(saved_later, what="Saved=True after PostgreSQL came back", within=60)
+    cond = rr.condition(later, "Saved")
+    assert cond is not None
+    assert cond["reason"] == "SavedOnRetry"
+    assert await pg_journal_rows(postgres_url, before) == [(before, ns, "before")]
+    assert await pg_journal_rows(postgres_url, during) == [(during, ns, "during")]
+
+    events = await rr.events_with(api, ns, "during", {"NotSaved"})
+    seen = [op.log_tail(lines=10_000)]
+    seen += [json.dumps(b["status"]) for b in (body, later)]
+    seen += [f"{e.reason}: {e.message}" for e in events]
+    assert any("mandrill:***@127.0.0.1" in text for text in seen[:1]), "the log names the store"
+    leaks = [text for text in seen if postgres.password in text]
+    assert leaks == []
