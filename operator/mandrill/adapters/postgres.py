@@ -37,8 +37,9 @@ from mandrill.store_url import StoreUrl
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to connect (and authenticate) before the use fails."""
-COMMAND_TIMEOUT = 30.0
-"""Seconds one statement (a batch of thousands of rows is one) may take."""
+COMMAND_TIMEOUT = 15.0
+"""Seconds one statement may take (a batch of thousands of rows is one): under the default
+drain timeout (20 s), so a server that hangs cannot by itself hold a drain past its end."""
 MIGRATION_LOCK = int.from_bytes(b"mandrill", "big")
 """The advisory lock key that serialises migrations, across every replica."""
 SERVER_SETTINGS = {"application_name": "mandrill"}
