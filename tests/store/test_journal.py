@@ -1,9 +1,12 @@
 """The restart journal on both backends: the schema is created on open, a replayed
-request leaves one row, an unusable store raises StoreError and the journal recovers
-once the store works (it re-opens lazily), and a failed open leaks no connection."""
+request leaves one row, saves at once share commits (and all land, or all fail, and a
+cancelled one stops nobody else), an unusable store raises StoreError and the journal
+recovers once the store works (it re-opens lazily), and a failed open leaks no
+connection."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 from collections.abc import AsyncIterator
@@ -72,6 +75,32 @@ async def test_saving_a_request_twice_leaves_one_row(journal: StoreJournal, stor
     assert [r[0] for r in await rows(store)] == ["req-uid-1", "req-uid-2"]
 
 
+def many(count: int) -> list[JournalEntry]:
+    return [
+        entry(RequestRef(namespace="shop", name=f"r{n}", uid=f"uid-{n:03}")) for n in range(count)
+    ]
+
+
+async def test_saves_at_once_share_commits_and_all_land(
+    journal: StoreJournal, store: Store
+) -> None:
+    await asyncio.gather(*(journal.save(e) for e in many(50)))
+    assert await store.query("SELECT COUNT(*) FROM restart_journal") == [(50,)]
+    assert 1 <= journal.transactions <= 2, "50 saves at once are one or two commits, not 50"
+
+
+async def test_a_cancelled_save_stops_no_other(journal: StoreJournal, store: Store) -> None:
+    await journal.open()
+    entries = many(20)
+    saves = [asyncio.create_task(journal.save(e)) for e in entries]
+    saves[3].cancel()
+    results = await asyncio.gather(*saves, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 19
+    found = {uid for (uid,) in await store.query("SELECT request_uid FROM restart_journal")}
+    assert found >= {e.request.uid for i, e in enumerate(entries) if i != 3}
+
+
 async def test_a_generation_beyond_32_bits_is_kept(journal: StoreJournal, store: Store) -> None:
     """metadata.generation is an int64: PostgreSQL's column must be BIGINT."""
     big = RequestRef(namespace="shop", name="old", uid="req-big", generation=2**40)
@@ -91,6 +120,8 @@ async def test_unusable_sqlite_path_raises_store_error_then_recovers(
             await journal.save(entry())
         with pytest.raises(StoreError):
             await journal.open()
+        together = await asyncio.gather(*(journal.save(e) for e in many(5)), return_exceptions=True)
+        assert [type(r) for r in together] == [StoreError] * 5, "a failed commit fails all in it"
         blocker.unlink()
         blocker.mkdir()
         await journal.save(entry())
