@@ -19,9 +19,10 @@ from kopf._core.actions import loggers as kopf_loggers
 from mandrill import cli, config, store_url
 from mandrill.adapters.journal import StoreJournal
 from mandrill.domain.errors import StoreError
+from mandrill.domain.restart.process import JournalEntry
 from mandrill.store_url import StoreUrl
 from tests.postgres import PostgresServer
-from tests.store.test_journal import entry
+from tests.unit.fakes import NOW, REQUEST
 
 SECRET = "s3cr3t-p@ss/w0rd"
 ENCODED = "s3cr3t-p%40ss%2Fw0rd"
@@ -162,7 +163,7 @@ async def test_a_wrong_password_costs_a_store_error_without_it(postgres: Postgre
     journal = StoreJournal.from_url(StoreUrl.parse(postgres.url(password=wrong)))
     try:
         with pytest.raises(StoreError) as raised:
-            await journal.save(entry())
+            await journal.save(JournalEntry(request=REQUEST, spec={}, targets=(), received=NOW))
     finally:
         await journal.close()
     message = str(raised.value)
