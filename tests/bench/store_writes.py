@@ -18,7 +18,9 @@ Two workloads, each on a fresh store per round:
   it, then the final flush; rows/s counts pages + edges written, over the
   span from the first record to the end of the flush;
 - journal: `--saves` RestartRequest journal rows saved `--concurrency` at a
-  time (the operator works on up to 64 requests at once), saves/s.
+  time (the operator works on up to 64 requests at once), saves/s;
+- export: the crawl's pages and edges read back as `mandrill results` does
+  (ResultsReader.export into a TSV writer in memory), pages/s.
 
 The table shows each workload's best round (the least disturbed by the rest
 of the machine).
@@ -30,13 +32,14 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import io
 import os
 import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 
-from mandrill.adapters import crawl_store
+from mandrill.adapters import crawl_store, export
 from mandrill.adapters.journal import StoreJournal
 from mandrill.domain.crawl.job import JobRef
 from mandrill.domain.crawl.models import EdgeList, PageResult, Progress
@@ -60,8 +63,8 @@ def pages(count: int, links: int) -> list[tuple[PageResult, EdgeList]]:
     return made
 
 
-async def crawl_round(url: str, recorded: list[tuple[PageResult, EdgeList]]) -> float:
-    """Rows (pages + edges) per second through the batching sink."""
+async def crawl_round(url: str, recorded: list[tuple[PageResult, EdgeList]]) -> tuple[float, float]:
+    """Rows (pages + edges) per second through the batching sink, and pages/s exported."""
     store = crawl_store.CrawlStore.from_url(url)
     await store.open()
     job = JobRef(namespace="bench", name="crawl", uid="bench-uid")
@@ -74,7 +77,12 @@ async def crawl_round(url: str, recorded: list[tuple[PageResult, EdgeList]]) -> 
     elapsed = time.perf_counter() - started
     await store.close()
     rows = sum(1 + len(edges.targets) for _, edges in recorded)
-    return rows / elapsed
+    started = time.perf_counter()
+    async with crawl_store.ResultsReader.open(url) as reader:
+        writer = export.open_writer("tsv", io.StringIO())
+        exported = await reader.export(job.uid, writer)
+        writer.close()
+    return rows / elapsed, exported / (time.perf_counter() - started)
 
 
 async def journal_round(url: str, saves: int, concurrency: int) -> float:
@@ -131,12 +139,14 @@ def backends(args: argparse.Namespace) -> Iterator[dict[str, Callable[[str], str
 
 async def run(args: argparse.Namespace) -> None:
     recorded = pages(args.pages, args.links)
-    rates: dict[str, tuple[list[float], list[float]]] = {}
+    rates: dict[str, tuple[list[float], list[float], list[float]]] = {}
     with backends(args) as urls:
         for r in range(args.rounds):
             for backend, url_of in urls.items():
-                crawl, journal = rates.setdefault(backend, ([], []))
-                crawl.append(await crawl_round(url_of(f"crawl-{r}"), recorded))
+                crawl, journal, exports = rates.setdefault(backend, ([], [], []))
+                written, read = await crawl_round(url_of(f"crawl-{r}"), recorded)
+                crawl.append(written)
+                exports.append(read)
                 journal.append(
                     await journal_round(url_of(f"journal-{r}"), args.saves, args.concurrency)
                 )
@@ -145,9 +155,9 @@ async def run(args: argparse.Namespace) -> None:
         f"store writes, best of {args.rounds}; {platform.node()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {datetime.date.today()}"
     )
-    print(f"{'backend':<10} {'crawl rows/s':>14} {'journal saves/s':>16}")
-    for backend, (crawl, journal) in rates.items():
-        print(f"{backend:<10} {max(crawl):>14,.0f} {max(journal):>16,.0f}")
+    print(f"{'backend':<10} {'crawl rows/s':>14} {'journal saves/s':>16} {'export pages/s':>15}")
+    for backend, (crawl, journal, exports) in rates.items():
+        print(f"{backend:<10} {max(crawl):>14,.0f} {max(journal):>16,.0f} {max(exports):>15,.0f}")
     print(
         f"(crawl: {args.pages} pages x {args.links} links = {rows} rows; "
         f"journal: {args.saves} saves, {args.concurrency} at a time)"

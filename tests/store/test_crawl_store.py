@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import json
 import pathlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -184,6 +185,37 @@ async def test_export_keeps_the_order_things_were_recorded_in(
         assert await reader.targets(JOB.uid, "https://example.com/3") == tuple(
             f"https://example.com/3/{k}" for k in ("z", "a", "m")
         )
+
+
+async def test_pages_sharing_a_final_url_export_its_links_once(
+    crawls: crawl_store.CrawlStore, store: Store
+) -> None:
+    """Two URLs redirected to one page: the page's links are exported once, with the
+    first, and every page without links exports none (on PostgreSQL they come
+    with the page's row, so this is where a doubled or misplaced array would show)."""
+    await crawls.begin(JOB, attempt=1, started=NOW)
+    final = "https://example.com/final"
+    first = PageResult(url="https://example.com/a", depth=1, final_url=final, status=200, links=2)
+    again = attrs.evolve(first, url="https://example.com/b")
+    bare = PageResult(url="https://example.com/c", depth=1, final_url="https://example.com/c")
+    links = EdgeList(final, ("https://example.com/x", "https://example.com/y"))
+    await crawls.write_batch(
+        [crawl_store.page_row(JOB.uid, p) for p in (first, again, bare)],
+        crawl_store.edge_rows(JOB.uid, links),
+    )
+    async with crawl_store.ResultsReader.open(store.url) as reader:
+        out = io.StringIO()
+        writer = export.open_writer("jsonl", out)
+        assert await reader.export(JOB.uid, writer) == 3
+        writer.close()
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["type"], r.get("url") or r.get("target")) for r in records] == [
+        ("page", "https://example.com/a"),
+        ("edge", "https://example.com/x"),
+        ("edge", "https://example.com/y"),
+        ("page", "https://example.com/b"),
+        ("page", "https://example.com/c"),
+    ]
 
 
 async def test_a_nul_from_a_server_is_stored_on_either_backend(

@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from mandrill.adapters import postgres, sqlite
-from mandrill.store_url import StoreUrl
+from mandrill.store_url import Backend, StoreUrl
 
 Rows = Sequence[Sequence[Any]]
 Statement = tuple[str, Rows]
@@ -64,6 +64,11 @@ class ReadRows(Protocol):
 
     @property
     def where(self) -> str: ...
+
+    @property
+    def backend(self) -> Backend:
+        """Which backend: the reader may word a query for it."""
+        ...
 
     @property
     def order(self) -> str:

@@ -33,7 +33,7 @@ import attrs
 from mandrill.adapters import schema
 from mandrill.domain import timestamps
 from mandrill.domain.errors import StoreError
-from mandrill.store_url import StoreUrl
+from mandrill.store_url import Backend, StoreUrl
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to connect (and authenticate) before the use fails."""
@@ -184,6 +184,7 @@ class PostgresReader:
     conn: asyncpg.Connection
     url: StoreUrl
     order: str = "seq"
+    backend: Backend = "postgresql"
 
     @property
     def where(self) -> str:

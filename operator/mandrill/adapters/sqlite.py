@@ -27,6 +27,7 @@ import attrs
 from mandrill.adapters import schema
 from mandrill.domain import timestamps
 from mandrill.domain.errors import StoreError
+from mandrill.store_url import Backend
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000")
 
@@ -162,6 +163,7 @@ class SqliteReader:
     db: sqlite3.Connection
     path: pathlib.Path
     order: str = "rowid"
+    backend: Backend = "sqlite"
 
     @property
     def where(self) -> str:
