@@ -15,6 +15,10 @@ not crash and the OS keeps what was written. synchronous_commit stays on:
 off, a crashed server loses the commits of its last moments (an outage test
 caught exactly that). The store benchmark runs a server with the defaults.
 
+A session killed before its teardown leaves its server running; the next
+session that starts one stops and deletes it first (each folder notes the
+pid of the session that owns it).
+
 Binaries: $MANDRILL_TEST_PG_BIN, else the newest /usr/lib/postgresql/<v>/bin,
 as deploy/local/postgres.sh (whose `prepare` installs them) looks. Where
 there are none, the tests that need a server are skipped, saying so; under
@@ -164,6 +168,29 @@ class PostgresServer:
             return "(no server log)"
 
 
+PREFIX = "mandrill-pg-"
+OWNER = "owner.pid"
+"""In each server's folder: the pid of the process that started it."""
+
+
+def reap_orphans(bin: pathlib.Path) -> None:
+    """Stop and delete the servers of earlier sessions that were killed (no teardown ran).
+
+    Only folders of ours (PREFIX, with an OWNER file) whose owner is gone."""
+    for base in pathlib.Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            owner = int((base / OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        if pathlib.Path(f"/proc/{owner}").exists():
+            continue
+        orphan = PostgresServer(bin=bin, base=base, port=0, password="")
+        if (orphan.data / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                orphan.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def server(settings: tuple[str, ...] = TEST_SETTINGS) -> Iterator[PostgresServer]:
     """A running server in a new temporary folder; stopped and deleted afterwards.
@@ -174,7 +201,9 @@ def server(settings: tuple[str, ...] = TEST_SETTINGS) -> Iterator[PostgresServer
     found = bin_dir()
     if found is None:
         raise RuntimeError(f"no PostgreSQL server binaries (run {PREPARE})")
-    base = pathlib.Path(tempfile.mkdtemp(prefix="mandrill-pg-"))
+    reap_orphans(found)
+    base = pathlib.Path(tempfile.mkdtemp(prefix=PREFIX))
+    (base / OWNER).write_text(f"{os.getpid()}\n")
     running = PostgresServer(bin=found, base=base, settings=settings)
     try:
         running.init().start()
