@@ -27,6 +27,17 @@ from tests.restart import rr
 MakeNamespace = Callable[[str], Awaitable[str]]
 
 
+async def saved_later(api: ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """The request once its Saved condition is True (the journal caught up)."""
+
+    async def probe() -> dict[str, Any] | None:
+        current = await rr.get_request(api, namespace, name)
+        cond = rr.condition(current, "Saved")
+        return current if cond and cond["status"] == "True" else None
+
+    return await eventually(probe, what=f"{name}: Saved=True after the store came back", within=60)
+
+
 async def test_journal_write_is_retried_once_the_store_is_back(
     api: ApiClient,
     make_namespace: MakeNamespace,
@@ -53,12 +64,7 @@ async def test_journal_write_is_retried_once_the_store_is_back(
 
     store_dir.mkdir()  # the store comes back
 
-    async def saved_later() -> dict[str, object] | None:
-        current = await rr.get_request(api, ns, "outage")
-        cond = rr.condition(current, "Saved")
-        return current if cond and cond["status"] == "True" else None
-
-    later = await eventually(saved_later, what="Saved=True after the store came back", within=60)
+    later = await saved_later(api, ns, "outage")
     cond = rr.condition(later, "Saved")
     assert cond is not None
     assert cond["reason"] == "SavedOnRetry"
@@ -107,12 +113,7 @@ async def test_journal_catches_up_after_postgresql_is_stopped_mid_run(
     assert (unsaved["status"], unsaved["reason"]) == ("False", "StoreUnavailable")
     assert "postgresql://mandrill:***@127.0.0.1" in unsaved["message"]
 
-    async def saved_later() -> dict[str, Any] | None:
-        current = await rr.get_request(api, ns, "during")
-        cond = rr.condition(current, "Saved")
-        return current if cond and cond["status"] == "True" else None
-
-    later = await eventually(saved_later, what="Saved=True after PostgreSQL came back", within=60)
+    later = await saved_later(api, ns, "during")
     cond = rr.condition(later, "Saved")
     assert cond is not None
     assert cond["reason"] == "SavedOnRetry"

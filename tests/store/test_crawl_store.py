@@ -31,6 +31,9 @@ NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 JOB = JobRef(namespace="team", name="links", uid="uid-1")
 OTHER = JobRef(namespace="team", name="other", uid="uid-2")
 PROGRESS = Progress(done=1, scheduled=1, failed=0, elapsed=0.1)
+SUCCEEDED = Outcome(
+    phase=Phase.SUCCEEDED, reason="Completed", message="", started=NOW, finished=NOW
+)
 
 
 @attrs.define
@@ -136,10 +139,7 @@ async def test_finish_counts_rows_and_the_reader_exports_them(
     await sink.record(*page(0), PROGRESS)
     await sink.record(failed, (), PROGRESS)
     await sink.flush()
-    outcome = Outcome(
-        phase=Phase.SUCCEEDED, reason="Completed", message="", started=NOW, finished=NOW
-    )
-    stored = await crawls.finish(JOB, outcome)
+    stored = await crawls.finish(JOB, SUCCEEDED)
     assert (stored.pages, stored.edges, stored.store) == (2, 2, crawls.url)
 
     async with crawl_store.ResultsReader.open(store.url) as reader:
@@ -275,10 +275,7 @@ async def test_the_status_names_the_store_without_its_password(
     crawls = crawl_store.CrawlStore.from_url(postgres_url)
     try:
         await crawls.begin(JOB, attempt=1, started=NOW)
-        outcome = Outcome(
-            phase=Phase.SUCCEEDED, reason="Completed", message="", started=NOW, finished=NOW
-        )
-        stored = await crawls.finish(JOB, outcome)
+        stored = await crawls.finish(JOB, SUCCEEDED)
     finally:
         await crawls.close()
     assert postgres.password in postgres_url

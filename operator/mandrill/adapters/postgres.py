@@ -24,8 +24,8 @@ import contextlib
 import functools
 import itertools
 import re
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import attrs
@@ -43,6 +43,7 @@ drain timeout (20 s), so a server that hangs cannot by itself hold a drain past 
 MIGRATION_LOCK = int.from_bytes(b"mandrill", "big")
 """The advisory lock key that serialises migrations, across every replica."""
 SERVER_SETTINGS = {"application_name": "mandrill"}
+T = TypeVar("T")
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 """What a lost, refused, timed out or failing connection raises."""
 
@@ -84,30 +85,31 @@ class PostgresDatabase:
             await self._get()
 
     async def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        async with self._lock:
-            conn = await self._get()
-            try:
-                async with conn.transaction():
-                    for sql, rows in statements:
-                        if len(rows) == 1:
-                            await conn.execute(numbered(sql), *rows[0])
-                        elif rows:
-                            await conn.executemany(numbered(sql), rows)
-            except DRIVER_ERRORS as e:
-                self._drop()
-                raise StoreError(self._message("cannot write", e)) from e
-            except asyncio.CancelledError:
-                self._drop()
-                raise
+        async def run(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                for sql, rows in statements:
+                    if len(rows) == 1:
+                        await conn.execute(numbered(sql), *rows[0])
+                    elif rows:
+                        await conn.executemany(numbered(sql), rows)
+
+        await self._use("cannot write", run)
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def run(conn: asyncpg.Connection) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in await conn.fetch(numbered(sql), *args)]
+
+        return await self._use("cannot read", run)
+
+    async def _use(self, doing: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` on the connection (opened if need be), alone; after a failure, drop it."""
         async with self._lock:
             conn = await self._get()
             try:
-                return [tuple(row) for row in await conn.fetch(numbered(sql), *args)]
+                return await work(conn)
             except DRIVER_ERRORS as e:
                 self._drop()
-                raise StoreError(self._message("cannot read", e)) from e
+                raise StoreError(self._message(doing, e)) from e
             except asyncio.CancelledError:
                 self._drop()
                 raise

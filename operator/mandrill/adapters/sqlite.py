@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import pathlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
 import attrs
@@ -30,6 +30,7 @@ from mandrill.domain.errors import StoreError
 from mandrill.store_url import Backend
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000")
+T = TypeVar("T")
 
 
 @attrs.define
@@ -54,8 +55,7 @@ class SqliteDatabase:
             await self._get()
 
     async def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        async with self._lock:
-            db = await self._get()
+        async def run(db: aiosqlite.Connection) -> None:
             try:
                 for sql, rows in statements:
                     if len(rows) == 1:
@@ -63,24 +63,29 @@ class SqliteDatabase:
                     elif rows:
                         await db.executemany(sql, rows)
                 await db.commit()
-            except sqlite3.Error as e:
+            except sqlite3.Error:
                 with contextlib.suppress(sqlite3.Error):
                     await db.rollback()
-                await self._drop()
-                raise StoreError(f"cannot write {self.what} {self.path}: {e}") from e
-            except asyncio.CancelledError:
-                self._drop_soon()
                 raise
 
+        await self._use("cannot write", run)
+
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def run(db: aiosqlite.Connection) -> list[tuple[Any, ...]]:
+            async with db.execute(sql, args) as cursor:
+                return [tuple(row) for row in await cursor.fetchall()]
+
+        return await self._use("cannot read", run)
+
+    async def _use(self, doing: str, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `work` on the connection (opened if need be), alone; after a failure, drop it."""
         async with self._lock:
             db = await self._get()
             try:
-                async with db.execute(sql, args) as cursor:
-                    return [tuple(row) for row in await cursor.fetchall()]
+                return await work(db)
             except sqlite3.Error as e:
                 await self._drop()
-                raise StoreError(f"cannot read {self.what} {self.path}: {e}") from e
+                raise StoreError(f"{doing} {self.what} {self.path}: {e}") from e
             except asyncio.CancelledError:
                 self._drop_soon()
                 raise
