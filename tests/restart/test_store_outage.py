@@ -3,7 +3,7 @@
 On SQLite the store is a file whose folder does not exist yet (so every
 write fails), then appears. On PostgreSQL it is the session's real server
 (tests/postgres.py), stopped mid-run while the operator is connected to it,
-then started again. The operator is neither restarted nor told; and on
+or down when the operator starts, then started again. The operator is neither restarted nor told; and on
 PostgreSQL the password in its store URL appears nowhere: not in its log,
 not in a condition, not in an Event.
 """
@@ -106,24 +106,66 @@ async def test_journal_catches_up_after_postgresql_is_stopped_mid_run(
     finally:
         postgres.start()
 
-    assert body["status"]["phase"] == "Succeeded"
-    assert body["status"]["restarted"] == 2
-    unsaved = rr.condition(body, "Saved")
-    assert unsaved is not None
-    assert (unsaved["status"], unsaved["reason"]) == ("False", "StoreUnavailable")
-    assert "postgresql://mandrill:***@127.0.0.1" in unsaved["message"]
+    later = await caught_up(api, ns, "during", body, op=op, postgres=postgres)
+    assert await pg_journal_rows(postgres_url, before) == [(before, ns, "before")]
+    assert await pg_journal_rows(postgres_url, during) == [(during, ns, "during")]
+    assert later["status"]["phase"] == "Succeeded"
 
-    later = await saved_later(api, ns, "during")
+
+@pytest.mark.postgres
+async def test_an_operator_started_while_postgresql_is_down_catches_up(
+    api: ApiClient,
+    make_namespace: MakeNamespace,
+    solo_operators: Callable[..., OperatorProcess],
+    postgres: PostgresServer,
+    postgres_url: str,
+) -> None:
+    """Down at start-up: the operator starts all the same (live, serving), and the
+    first use after the server is back opens the store and migrates it."""
+    ns = await make_namespace("solo-")
+    await rr.deploy(api, ns, "web", 2)
+    postgres.stop("fast")
+    try:
+        op = solo_operators(ns, store_url=postgres_url)  # returns once /healthz answers
+        uid = await rr.create_request(
+            api, ns, "early", {"target": {"kind": "Deployment", "name": "web"}}
+        )
+        body = await rr.finished(api, ns, "early")
+    finally:
+        postgres.start()
+
+    await caught_up(api, ns, "early", body, op=op, postgres=postgres)
+    assert await pg_journal_rows(postgres_url, uid) == [(uid, ns, "early")]
+    assert "journal unavailable at start-up" in op.log_tail(lines=10_000)
+
+
+async def caught_up(
+    api: ApiClient,
+    namespace: str,
+    name: str,
+    unsaved: dict[str, Any],
+    *,
+    op: OperatorProcess,
+    postgres: PostgresServer,
+) -> dict[str, Any]:
+    """Check a request acknowledged while PostgreSQL was down, then wait until it is
+    saved on retry; and that the password is nowhere: log, status, Events."""
+    assert unsaved["status"]["phase"] == "Succeeded"
+    assert unsaved["status"]["restarted"] == 2
+    cond = rr.condition(unsaved, "Saved")
+    assert cond is not None
+    assert (cond["status"], cond["reason"]) == ("False", "StoreUnavailable")
+    assert "postgresql://mandrill:***@127.0.0.1" in cond["message"]
+
+    later = await saved_later(api, namespace, name)
     cond = rr.condition(later, "Saved")
     assert cond is not None
     assert cond["reason"] == "SavedOnRetry"
-    assert await pg_journal_rows(postgres_url, before) == [(before, ns, "before")]
-    assert await pg_journal_rows(postgres_url, during) == [(during, ns, "during")]
 
-    events = await rr.events_with(api, ns, "during", {"NotSaved"})
-    seen = [op.log_tail(lines=10_000)]
-    seen += [json.dumps(b["status"]) for b in (body, later)]
+    events = await rr.events_with(api, namespace, name, {"NotSaved"})
+    log = op.log_tail(lines=10_000)
+    assert "mandrill:***@127.0.0.1" in log, "the log names the store, redacted"
+    seen = [log, *(json.dumps(b["status"]) for b in (unsaved, later))]
     seen += [f"{e.reason}: {e.message}" for e in events]
-    assert any("mandrill:***@127.0.0.1" in text for text in seen[:1]), "the log names the store"
-    leaks = [text for text in seen if postgres.password in text]
-    assert leaks == []
+    assert [text for text in seen if postgres.password in text] == []
+    return later
