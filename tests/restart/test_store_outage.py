@@ -3,9 +3,9 @@
 On SQLite the store is a file whose folder does not exist yet (so every
 write fails), then appears. On PostgreSQL it is the session's real server
 (tests/postgres.py), stopped mid-run while the operator is connected to it,
-or down when the operator starts, then started again. The operator is neither restarted nor told; and on
-PostgreSQL the password in its store URL appears nowhere: not in its log,
-not in a condition, not in an Event.
+or down when the operator starts, then started again. The operator is
+neither restarted nor told; and on PostgreSQL the password in its store URL
+appears nowhere: not in its log, not in a condition, not in an Event.
 """
 
 from __future__ import annotations
