@@ -27,6 +27,8 @@ from kubernetes_asyncio.client import ApiClient
 
 from tests import kube, operator_process
 
+pytest_plugins = ("tests.postgres",)  # the session's own PostgreSQL, for the store tests
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = REPO / "deploy" / "local" / "cluster.sh"
 OPERATOR_NAMESPACE, OPERATOR_ACCOUNT = "mandrill-system", "mandrill"

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from mandrill import store_url
+
 ENV_PREFIX = "MANDRILL_"
 
 
@@ -54,8 +56,9 @@ def boolean(text: str) -> bool:
 class Settings:
     namespaces: tuple[str, ...] = ()
     """Namespaces (or kopf globs) to watch; empty means cluster-wide."""
-    store_url: str = "sqlite:///mandrill.sqlite"
-    """Where the journal and crawl results go: sqlite:///relative or sqlite:////absolute."""
+    store_url: str = attrs.field(default="sqlite:///mandrill.sqlite", repr=store_url.redact)
+    """Where the journal and crawl results go: sqlite:///relative, sqlite:////absolute, or
+    postgresql://USER:PASSWORD@HOST:PORT/DATABASE. Shown only redacted (no password)."""
     drain_timeout: float = 20.0
     """Seconds in-flight work may take to finish after SIGTERM."""
     denied_namespaces: tuple[str, ...] = ("kube-system",)
@@ -94,7 +97,12 @@ OPTIONS = (
         "comma-separated namespaces or globs, !glob to exclude (team-*,!team-test-*); "
         "empty: cluster-wide",
     ),
-    Option("--store-url", "store_url", "journal store URL (sqlite:///path)"),
+    Option(
+        "--store-url",
+        "store_url",
+        "the journal and crawl results: sqlite:///PATH or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB (put a password in the env var, from a Secret)",
+    ),
     Option(
         "--drain-timeout", "drain_timeout", "seconds to finish in-flight work on SIGTERM", float
     ),
@@ -195,7 +203,6 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     ),
     "liveness_port": (_is_port, "is not a port (0 turns the endpoint off)"),
     "metrics_port": (_is_port, "is not a port (0 turns the endpoint off)"),
-    "store_url": (lambda v: str(v).startswith("sqlite:///"), "is not sqlite:///PATH"),
     "log_level": (
         lambda v: str(v).upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
         "is not DEBUG, INFO, WARNING or ERROR",
@@ -206,7 +213,13 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
 
 def _problem(field: str, value: object) -> str | None:
     """What is wrong with one parsed value, or None; checked per setting so the
-    error can name the flag or variable it came from."""
+    error can name the flag or variable it came from. A store URL is shown redacted."""
+    if field == "store_url":
+        try:
+            store_url.StoreUrl.parse(str(value))
+        except ValueError as e:
+            return str(e)
+        return None
     check = _CHECKS.get(field)
     if check is None or check[0](value):
         return None

@@ -3,7 +3,7 @@
 One kubernetes_asyncio ApiClient, one journal connection, one global restart
 limiter and one task registry are shared by every request; handlers find the
 services in kopf's memo. CrawlJobs share the crawl store (another connection
-to the journal's file) and the address policy; each crawl makes its own HTTP
+to the journal's store) and the address policy; each crawl makes its own HTTP
 session. This is the composition root: the only place where adapters are
 plugged into the ports of the application and the domain.
 """
@@ -21,13 +21,12 @@ from kubernetes_asyncio.client import ApiClient
 
 from mandrill.adapters import crawl_jobs, events, kube, metrics, schedules, ssrf
 from mandrill.adapters.crawl_store import CrawlStore
-from mandrill.adapters.journal import SqliteJournal
+from mandrill.adapters.journal import StoreJournal
 from mandrill.adapters.journal_retry import JournalRetrier
 from mandrill.adapters.reaper import Reaper
 from mandrill.adapters.request_status import RequestStatus
 from mandrill.adapters.restart_requests import KubeRequests
 from mandrill.adapters.restart_targets import KubeTargets
-from mandrill.adapters.sqlite import sqlite_path
 from mandrill.application.restart import RestartService
 from mandrill.application.restart_ports import Ports, Waiting
 from mandrill.application.schedule import ScheduleService
@@ -37,6 +36,7 @@ from mandrill.domain.crawl import job as crawl_job
 from mandrill.domain.errors import StoreError
 from mandrill.domain.restart import process
 from mandrill.domain.restart.models import RequestRef
+from mandrill.store_url import StoreUrl
 from mandrill.supervision import TaskRegistry, close_in_order
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def namespace_filter(patterns: tuple[str, ...]) -> Callable[[str], bool]:
 class Services:
     settings: Settings
     api: ApiClient
-    journal: SqliteJournal
+    journal: StoreJournal
     tasks: TaskRegistry
     """Per-request background tasks: TTL deletions, journal retries, retries after backoff."""
     events: events.EventPoster
@@ -160,13 +160,15 @@ class Services:
 
 async def start(settings: Settings, *, draining: asyncio.Event) -> Services:
     api = await kube.make_client()
-    journal = SqliteJournal(path=sqlite_path(settings.store_url))
+    store = StoreUrl.parse(settings.store_url)
+    log.info("journal and crawl results in %s", store.redacted)
+    journal = StoreJournal.from_url(store)
     try:
         await journal.open()
     except StoreError as e:
         # Not fatal: restarts go on and report Saved=False until the store is back.
         log.warning("journal unavailable at start-up, will retry on each request: %s", e)
-    crawl_store = CrawlStore.from_url(settings.store_url)
+    crawl_store = CrawlStore.from_url(store)
     try:
         await crawl_store.open()
     except StoreError as e:

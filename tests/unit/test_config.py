@@ -65,7 +65,7 @@ def test_unparsable_value_names_its_source(
     ("argv", "environ", "named"),
     [
         (["--max-concurrent-restarts", "0"], {}, "--max-concurrent-restarts"),
-        ([], {"MANDRILL_STORE_URL": "postgres://db/mandrill"}, "MANDRILL_STORE_URL"),
+        ([], {"MANDRILL_STORE_URL": "mysql://db/mandrill"}, "MANDRILL_STORE_URL"),
     ],
     ids=["flag", "env"],
 )

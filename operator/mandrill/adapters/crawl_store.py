@@ -1,19 +1,19 @@
-"""Crawl results in SQLite, in the same file as the restart journal.
+"""Crawl results in the store, beside the restart journal (SQLite or PostgreSQL).
 
 Three tables, keyed by the CrawlJob's UID: `crawl_jobs` (one row per job:
 attempt, when, how it ended), `crawl_pages` (one row per URL's outcome) and
-`crawl_edges` (one row per source -> target link). Pages and edges are
-written with INSERT ... ON CONFLICT DO NOTHING on their primary keys, so a
-batch written twice never duplicates a row.
+`crawl_edges` (one row per source -> target link); schema.py creates them.
+Pages and edges are written with INSERT ... ON CONFLICT DO NOTHING on their
+primary keys, so a batch written twice never duplicates a row.
 
 The store must not be the crawl's bottleneck: the sink buffers rows and
 writes them with executemany, one transaction per batch (a few thousand rows,
-or whatever came within a second), and aiosqlite runs SQLite in its own
-thread, so the event loop never waits on the disk. A lock serialises batches
-of all crawls on the one connection, which also pushes back on a crawl that
-outruns the disk.
+or whatever came within a second). Neither backend makes the event loop wait
+on the disk (aiosqlite runs SQLite in its own thread; asyncpg is a socket).
+The connection's lock serialises batches of all crawls, which also pushes
+back on a crawl that outruns the store.
 
-Reading (for `mandrill results`) is plain sqlite3, read-only: it never
+Reading (for `mandrill results`) is read-only on both backends: it never
 creates a store that is not there.
 """
 
@@ -23,64 +23,27 @@ import asyncio
 import contextlib
 import datetime
 import json
-import pathlib
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-import aiosqlite
 import attrs
 
-from mandrill.adapters import export, metrics
-from mandrill.adapters.sqlite import PRAGMAS, LazyConnection, sqlite_path
+from mandrill.adapters import database, export, metrics
 from mandrill.domain import timestamps
 from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults
 from mandrill.domain.crawl.models import Edge, EdgeList, ErrorKind, PageResult, Progress
 from mandrill.domain.errors import StoreError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS crawl_jobs (
-    job_uid     TEXT PRIMARY KEY,
-    namespace   TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    attempt     INTEGER NOT NULL,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,
-    phase       TEXT NOT NULL,
-    reason      TEXT,
-    stats_json  TEXT
-);
-CREATE INDEX IF NOT EXISTS crawl_jobs_by_name ON crawl_jobs (namespace, name);
-CREATE TABLE IF NOT EXISTS crawl_pages (
-    job_uid      TEXT NOT NULL,
-    url          TEXT NOT NULL,
-    final_url    TEXT NOT NULL,
-    depth        INTEGER NOT NULL,
-    status       INTEGER,
-    error        TEXT,
-    message      TEXT NOT NULL,
-    content_type TEXT,
-    bytes        INTEGER NOT NULL,
-    links        INTEGER NOT NULL,
-    attempts     INTEGER NOT NULL,
-    elapsed      REAL NOT NULL,
-    PRIMARY KEY (job_uid, url)
-);
-CREATE TABLE IF NOT EXISTS crawl_edges (
-    job_uid TEXT NOT NULL,
-    source  TEXT NOT NULL,
-    target  TEXT NOT NULL,
-    PRIMARY KEY (job_uid, source, target)
-);
-"""
+from mandrill.store_url import StoreUrl
 
 INSERT_PAGE = (
-    "INSERT INTO crawl_pages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT(job_uid, url) DO NOTHING"
+    "INSERT INTO crawl_pages (job_uid, url, final_url, depth, status, error, message,"
+    " content_type, bytes, links, attempts, elapsed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_uid, url) DO NOTHING"
 )
 INSERT_EDGE = (
-    "INSERT INTO crawl_edges VALUES (?, ?, ?) ON CONFLICT(job_uid, source, target) DO NOTHING"
+    "INSERT INTO crawl_edges (job_uid, source, target) VALUES (?, ?, ?)"
+    " ON CONFLICT (job_uid, source, target) DO NOTHING"
 )
 BATCH_ROWS = 5000
 """Rows (pages + edges) buffered before a batch is written."""
@@ -89,6 +52,14 @@ BATCH_SECONDS = 1.0
 
 PageRow = tuple[str, str, str, int, int | None, str | None, str, str | None, int, int, int, float]
 EdgeRow = tuple[str, str, str]
+
+
+def _text(value: str) -> str:
+    """PostgreSQL's TEXT cannot hold NUL (SQLite's can): one rule for both backends.
+
+    Only for what a server sent us (a message, a Content-Type); URLs are
+    canonical by now, a NUL in them percent-encoded."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def page_row(job_uid: str, result: PageResult) -> PageRow:
@@ -100,8 +71,8 @@ def page_row(job_uid: str, result: PageResult) -> PageRow:
         result.depth,
         result.status,
         result.error.value if result.error is not None else None,
-        result.message,
-        result.content_type,
+        _text(result.message),
+        _text(result.content_type) if result.content_type is not None else None,
         result.size,
         result.links,
         result.attempts,
@@ -119,59 +90,38 @@ def edge_rows(job_uid: str, edges: Sequence[Edge]) -> list[EdgeRow]:
 
 @attrs.define
 class CrawlStore:
-    """The engine-facing store: one aiosqlite connection shared by every crawl."""
+    """The engine-facing store: one connection shared by every crawl."""
 
-    path: pathlib.Path
+    db: database.Database
     url: str
-    """The store URL, as shown in a CrawlJob's status."""
-    _write_lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
-    _connection: LazyConnection = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._connection = LazyConnection(
-            path=self.path,
-            schema=SCHEMA,
-            what="crawl store",
-            pragmas=(*PRAGMAS, "PRAGMA synchronous=NORMAL"),
-        )
+    """The store URL as shown in a CrawlJob's status: redacted, never with a password."""
 
     @classmethod
-    def from_url(cls, url: str) -> CrawlStore:
-        """From a sqlite:///PATH store URL; ValueError for anything else."""
-        return cls(path=sqlite_path(url), url=url)
+    def from_url(cls, url: str | StoreUrl) -> CrawlStore:
+        """From a store URL; ValueError (the URL redacted) if it is neither backend's."""
+        parsed = url if isinstance(url, StoreUrl) else StoreUrl.parse(url)
+        return cls(
+            db=database.for_url(parsed, what="crawl store", relaxed_sync=True),
+            url=parsed.redacted,
+        )
 
     async def open(self) -> None:
-        """Create the schema now, so a misconfigured store shows at start-up in the log."""
-        await self._connection.get()
-
-    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run (sql, rows) pairs with executemany in one transaction; StoreError on failure."""
-        db = await self._connection.get()
-        async with self._write_lock:
-            try:
-                for sql, rows in statements:
-                    if rows:
-                        await db.executemany(sql, rows)
-                await db.commit()
-            except sqlite3.Error as e:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.rollback()
-                await self._connection.reset()
-                raise StoreError(f"cannot write crawl store {self.path}: {e}") from e
+        """Connect and migrate now, so a misconfigured store shows at start-up in the log."""
+        await self.db.open()
 
     async def write_batch(self, pages: Sequence[PageRow], edges: Sequence[EdgeRow]) -> None:
         """One transaction for a batch of pages and edges; replaying it changes nothing."""
-        await self._transaction([(INSERT_PAGE, pages), (INSERT_EDGE, edges)])
+        await self.db.write([(INSERT_PAGE, pages), (INSERT_EDGE, edges)])
 
     async def begin(self, job: JobRef, *, attempt: int, started: datetime.datetime) -> None:
         """Forget an earlier attempt's rows (each attempt starts from scratch) and note this one."""
-        await self._transaction(
+        await self.db.write(
             [
                 ("DELETE FROM crawl_pages WHERE job_uid = ?", [(job.uid,)]),
                 ("DELETE FROM crawl_edges WHERE job_uid = ?", [(job.uid,)]),
                 (
                     "INSERT INTO crawl_jobs (job_uid, namespace, name, attempt, started_at, phase)"
-                    " VALUES (?, ?, ?, ?, ?, 'Running') ON CONFLICT(job_uid) DO UPDATE SET"
+                    " VALUES (?, ?, ?, ?, ?, 'Running') ON CONFLICT (job_uid) DO UPDATE SET"
                     " attempt = excluded.attempt, started_at = excluded.started_at,"
                     " finished_at = NULL, phase = 'Running', reason = NULL, stats_json = NULL",
                     [(job.uid, job.namespace, job.name, attempt, timestamps.format(started))],
@@ -187,7 +137,7 @@ class CrawlStore:
         """Note how the job ended; returns the row counts for its status."""
         stats = outcome.stats
         summary = None if stats is None else json.dumps(attrs.asdict(stats), sort_keys=True)
-        await self._transaction(
+        await self.db.write(
             [
                 (
                     "UPDATE crawl_jobs SET finished_at = ?, phase = ?, reason = ?, stats_json = ?"
@@ -204,23 +154,16 @@ class CrawlStore:
                 )
             ]
         )
-        db = await self._connection.get()
-        try:
-            pages = await _count(db, "crawl_pages", job.uid)
-            edges = await _count(db, "crawl_edges", job.uid)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot read crawl store {self.path}: {e}") from e
-        return StoredResults(store=self.url, pages=pages, edges=edges)
+        ((pages, edges),) = await self.db.fetch(
+            "SELECT (SELECT COUNT(*) FROM crawl_pages WHERE job_uid = ?),"
+            " (SELECT COUNT(*) FROM crawl_edges WHERE job_uid = ?)",
+            (job.uid, job.uid),
+        )
+        return StoredResults(store=self.url, pages=int(pages), edges=int(edges))
 
     async def close(self) -> None:
         """Close the connection; the next use opens it again."""
-        await self._connection.reset()
-
-
-async def _count(db: aiosqlite.Connection, table: str, job_uid: str) -> int:
-    async with db.execute(f"SELECT COUNT(*) FROM {table} WHERE job_uid = ?", (job_uid,)) as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row is not None else 0
+        await self.db.close()
 
 
 @attrs.define
@@ -267,8 +210,7 @@ class BatchingSink:
                 self.batches += 1
 
 
-class StoreMissingError(Exception):
-    """There is no store (or no crawl results in it) at the given place."""
+StoreMissingError = database.StoreMissingError
 
 
 @attrs.frozen
@@ -289,86 +231,115 @@ class JobRecord:
 class ResultsReader:
     """Read-only access to stored results, for export."""
 
-    db: sqlite3.Connection
+    rows: database.ReadRows
 
     @classmethod
-    @contextlib.contextmanager
-    def open(cls, url: str) -> Iterator[ResultsReader]:
-        """Open read-only; StoreMissingError if the file or the tables are not there."""
-        path = sqlite_path(url)
-        if not path.is_file():
-            raise StoreMissingError(f"no store at {path}")
-        try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error as e:
-            raise StoreMissingError(f"cannot open store {path}: {e}") from e
-        try:
-            try:
-                db.execute("SELECT 1 FROM crawl_jobs LIMIT 1").fetchall()
-            except sqlite3.Error as e:
-                raise StoreMissingError(f"{path} holds no crawl results ({e})") from e
-            yield cls(db)
-        finally:
-            db.close()
+    @contextlib.asynccontextmanager
+    async def open(cls, url: str | StoreUrl) -> AsyncIterator[ResultsReader]:
+        """Open read-only; StoreMissingError if the store or its tables are not there.
 
-    def job(self, uid: str) -> JobRecord | None:
+        ValueError (the URL redacted) if `url` is neither backend's."""
+        parsed = url if isinstance(url, StoreUrl) else StoreUrl.parse(url)
+        async with database.read_only(parsed) as rows:
+            try:
+                await rows.fetch("SELECT 1 FROM crawl_jobs LIMIT 1")
+            except StoreError as e:
+                raise StoreMissingError(f"{rows.where} holds no crawl results ({e})") from e
+            yield cls(rows)
+
+    async def job(self, uid: str) -> JobRecord | None:
         """The job with this UID, if it ever started."""
-        rows = self._jobs("WHERE job_uid = ?", (uid,))
+        rows = await self._jobs("WHERE job_uid = ?", (uid,))
         return rows[0] if rows else None
 
-    def jobs_named(self, namespace: str, name: str) -> list[JobRecord]:
+    async def jobs_named(self, namespace: str, name: str) -> list[JobRecord]:
         """Every stored job of this name (a name is reused when a job is recreated)."""
-        return self._jobs("WHERE namespace = ? AND name = ? ORDER BY started_at", (namespace, name))
+        return await self._jobs(
+            "WHERE namespace = ? AND name = ? ORDER BY started_at", (namespace, name)
+        )
 
-    def _jobs(self, where: str, args: tuple[str, ...]) -> list[JobRecord]:
-        rows = self.db.execute(
+    async def _jobs(self, where: str, args: tuple[str, ...]) -> list[JobRecord]:
+        rows = await self.rows.fetch(
             "SELECT job_uid, namespace, name, attempt, started_at, finished_at, phase, reason"
             f" FROM crawl_jobs {where}",
             args,
-        ).fetchall()
+        )
         return [JobRecord(*row) for row in rows]
 
-    def pages(self, uid: str) -> Iterator[PageResult]:
+    async def pages(self, uid: str) -> AsyncIterator[PageResult]:
         """The job's page outcomes, in the order they were recorded."""
-        cursor = self.db.execute(
-            "SELECT url, final_url, depth, status, error, message, content_type, bytes, links,"
-            " attempts, elapsed FROM crawl_pages WHERE job_uid = ? ORDER BY rowid",
+        rows = self.rows.iterate(
+            f"SELECT {PAGE_COLUMNS} FROM crawl_pages WHERE job_uid = ? ORDER BY {self.rows.order}",
             (uid,),
         )
-        for row in cursor:
-            url, final_url, depth, status, error, message, ctype, size, links, attempts, el = row
-            yield PageResult(
-                url=url,
-                depth=depth,
-                final_url=final_url,
-                status=status,
-                error=ErrorKind(error) if error is not None else None,
-                message=message,
-                content_type=ctype,
-                size=size,
-                links=links,
-                attempts=attempts,
-                elapsed=el,
-            )
+        async for row in rows:
+            yield _page(row)
 
-    def targets(self, uid: str, source: str) -> tuple[str, ...]:
+    async def _pages_with_targets(
+        self, uid: str
+    ) -> AsyncIterator[tuple[PageResult, tuple[str, ...] | None]]:
+        """Each page, with its final URL's link targets where the backend can say them
+        in the same row (None: ask `targets`).
+
+        On PostgreSQL every query is a round trip, so one streamed query carries
+        each page's targets as an array (7k -> 59k pages/s exported on loopback);
+        on SQLite a query is a function call, and one per page is as fast."""
+        if self.rows.backend != "postgresql":
+            async for page in self.pages(uid):
+                yield page, None
+            return
+        columns = ", ".join(f"p.{c}" for c in PAGE_COLUMNS.split(", "))
+        rows = self.rows.iterate(
+            f"SELECT {columns}, CASE WHEN p.links > 0 THEN ARRAY(SELECT e.target"
+            " FROM crawl_edges e WHERE e.job_uid = p.job_uid AND e.source = p.final_url"
+            " ORDER BY e.seq) END FROM crawl_pages p WHERE p.job_uid = ? ORDER BY p.seq",
+            (uid,),
+        )
+        async for row in rows:
+            yield _page(row[:-1]), tuple(row[-1] or ())
+
+    async def targets(self, uid: str, source: str) -> tuple[str, ...]:
         """A page's link targets, in document order."""
-        rows = self.db.execute(
-            "SELECT target FROM crawl_edges WHERE job_uid = ? AND source = ? ORDER BY rowid",
+        rows = await self.rows.fetch(
+            "SELECT target FROM crawl_edges WHERE job_uid = ? AND source = ?"
+            f" ORDER BY {self.rows.order}",
             (uid, source),
-        ).fetchall()
+        )
         return tuple(row[0] for row in rows)
 
-    def export(self, uid: str, writer: export.Writer) -> int:
+    async def export(self, uid: str, writer: export.Writer) -> int:
         """Feed the job's pages and edges to `writer` (not closed); returns the pages written."""
         exported: set[str] = set()
         count = 0
-        for page in self.pages(uid):
+        async for page, found in self._pages_with_targets(uid):
             targets: tuple[str, ...] = ()
             # A page redirected to an already-crawled URL shares its final_url but has no links.
             if page.links and page.final_url not in exported:
                 exported.add(page.final_url)
-                targets = self.targets(uid, page.final_url)
+                targets = found if found is not None else await self.targets(uid, page.final_url)
             writer.write(page, EdgeList(page.final_url, targets))
             count += 1
         return count
+
+
+PAGE_COLUMNS = (
+    "url, final_url, depth, status, error, message, content_type, bytes, links, attempts, elapsed"
+)
+
+
+def _page(row: Sequence[Any]) -> PageResult:
+    """A PageResult from PAGE_COLUMNS."""
+    url, final_url, depth, status, error, message, ctype, size, links, attempts, elapsed = row
+    return PageResult(
+        url=url,
+        depth=depth,
+        final_url=final_url,
+        status=status,
+        error=ErrorKind(error) if error is not None else None,
+        message=message,
+        content_type=ctype,
+        size=size,
+        links=links,
+        attempts=attempts,
+        elapsed=elapsed,
+    )

@@ -1,72 +1,107 @@
-"""The restart journal in SQLite (aiosqlite: the driver's calls run off the event loop).
+"""The restart journal, in the store (SQLite or PostgreSQL: see database.py).
 
 Writes are keyed by the request's UID and use INSERT ... ON CONFLICT DO
 NOTHING, so a replayed request never duplicates a row. The database is opened
 lazily and re-opened after a failure: a store that is down at start-up or for
 a while costs Saved=False on the requests of that time, never the operator.
+
+Saves are group-committed: the operator works on up to 64 requests at once,
+and the rows that arrive while one transaction commits go together in the
+next one (one executemany, one commit, one fsync), each save returning once
+its own row is committed. A failed transaction fails every save in it; each
+is retried on its own (journal_retry.py), and no journal row can make a
+transaction fail that others share (every value is typed, the JSON escaped).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import pathlib
-import sqlite3
 
 import attrs
 
-from mandrill.adapters.sqlite import LazyConnection
+from mandrill.adapters import database
 from mandrill.domain import timestamps
 from mandrill.domain.errors import StoreError
 from mandrill.domain.restart.process import JournalEntry
+from mandrill.store_url import StoreUrl
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS restart_journal (
-    request_uid  TEXT PRIMARY KEY,
-    namespace    TEXT NOT NULL,
-    name         TEXT NOT NULL,
-    generation   INTEGER NOT NULL,
-    spec_json    TEXT NOT NULL,
-    targets_json TEXT NOT NULL,
-    received_at  TEXT NOT NULL
-);
-"""
+INSERT = (
+    "INSERT INTO restart_journal"
+    " (request_uid, namespace, name, generation, spec_json, targets_json, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_uid) DO NOTHING"
+)
+Row = tuple[str, str, str, int, str, str, str]
+
+
+def row_of(entry: JournalEntry) -> Row:
+    """A restart_journal row."""
+    return (
+        entry.request.uid,
+        entry.request.namespace,
+        entry.request.name,
+        entry.request.generation,
+        json.dumps(dict(entry.spec), sort_keys=True),
+        json.dumps([t.to_status() for t in entry.targets]),
+        timestamps.format(entry.received),
+    )
 
 
 @attrs.define
-class SqliteJournal:
-    """`Journal` over one SQLite file, shared by all requests of the process."""
+class StoreJournal:
+    """`Journal` over the store, shared by all requests of the process."""
 
-    path: pathlib.Path
-    _connection: LazyConnection = attrs.field(init=False)
+    db: database.Database
+    transactions: int = 0
+    """Transactions written, for tests and the benchmark."""
+    _pending: list[tuple[Row, asyncio.Future[None]]] = attrs.Factory(list)
+    _writer: asyncio.Task[None] | None = None
 
-    def __attrs_post_init__(self) -> None:
-        self._connection = LazyConnection(path=self.path, schema=SCHEMA, what="journal")
+    @classmethod
+    def from_url(cls, url: StoreUrl) -> StoreJournal:
+        return cls(db=database.for_url(url, what="journal"))
 
     async def open(self) -> None:
-        """Create the schema now, so a misconfigured store shows at start-up in the log."""
-        await self._connection.get()
+        """Connect and migrate now, so a misconfigured store shows at start-up in the log."""
+        await self.db.open()
 
     async def save(self, entry: JournalEntry) -> None:
-        db = await self._connection.get()
-        row = (
-            entry.request.uid,
-            entry.request.namespace,
-            entry.request.name,
-            entry.request.generation,
-            json.dumps(dict(entry.spec), sort_keys=True),
-            json.dumps([t.to_status() for t in entry.targets]),
-            timestamps.format(entry.received),
-        )
-        try:
-            await db.execute(
-                "INSERT INTO restart_journal VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(request_uid) DO NOTHING",
-                row,
-            )
-            await db.commit()
-        except sqlite3.Error as e:
-            await self._connection.reset()
-            raise StoreError(f"cannot write journal {self.path}: {e}") from e
+        """Return once the row is committed; StoreError if its transaction failed."""
+        saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row_of(entry), saved))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="journal writer")
+        # A cancelled save cancels only its wait: the writer belongs to every save in its batch.
+        await saved
+
+    async def _write_pending(self) -> None:
+        """Write what is pending, one transaction per round, until nothing is."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            rows = [row for row, saved in batch if not saved.done()]
+            failure: BaseException | None = None
+            try:
+                if rows:
+                    await self.db.write([(INSERT, rows)])
+                    self.transactions += 1
+            except StoreError as e:
+                failure = e
+            except BaseException as e:  # cancelled (close) or a bug: no save may wait forever
+                failure = e
+                raise
+            finally:
+                for _, saved in batch:
+                    if saved.done():
+                        continue
+                    if failure is None:
+                        saved.set_result(None)
+                    elif isinstance(failure, StoreError):
+                        saved.set_exception(StoreError(str(failure)))
+                    else:
+                        saved.set_exception(StoreError(f"journal write interrupted: {failure!r}"))
 
     async def close(self) -> None:
-        await self._connection.reset()
+        """Finish the writes under way, then close the connection."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        await self.db.close()

@@ -7,8 +7,9 @@ exists now, by asking the API server (in-cluster credentials or KUBECONFIG).
 are at hand; when the name is unknown to the cluster but the store holds
 earlier jobs of that name, the error lists their UIDs.
 
-The store is opened read-only and checked before anything else, so a wrong
---store-url is reported without a round trip. Every failure is one line on
+The store (SQLite or PostgreSQL) is opened read-only and checked before
+anything else, so a wrong --store-url is reported without a round trip to the
+cluster; a URL is only ever shown redacted. Every failure is one line on
 stderr: exit status 2 for bad usage, 1 for an unknown job, a missing store or
 missing results.
 """
@@ -27,9 +28,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
-from mandrill import config, resources
+from mandrill import config, resources, store_url
 from mandrill.adapters import crawl_store, export, kube
-from mandrill.domain.errors import PermanentError, TransientError
+from mandrill.domain.errors import PermanentError, StoreError, TransientError
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -75,21 +76,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--store-url",
         default=default_store,
         metavar="URL",
-        help=f"the operator's store [env MANDRILL_STORE_URL; default {default_store}]",
+        help=(
+            "the operator's store, sqlite:///PATH or postgresql://... "
+            f"[env MANDRILL_STORE_URL; default {store_url.redact(default_store)}]"
+        ),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Export as `args` say; returns the exit status."""
     try:
-        _export(args)
+        asyncio.run(_export(args))
     except ResultsError as e:
         print(f"mandrill results: {e}", file=sys.stderr)
         return e.status
     return EXIT_OK
 
 
-def _export(args: argparse.Namespace) -> None:
+async def _export(args: argparse.Namespace) -> None:
     if args.format_name not in export.FORMATS:
         raise ResultsError(
             f"unknown format {args.format_name!r}; expected one of {', '.join(export.FORMATS)}",
@@ -97,24 +101,25 @@ def _export(args: argparse.Namespace) -> None:
         )
     namespace, name = _parse_job(args.job, uid=args.uid)
     try:
-        opened = crawl_store.ResultsReader.open(args.store_url)
-        with opened as reader:
-            uid = args.uid or _resolve(namespace, name, reader=reader)
-            record = reader.job(uid)
+        store = store_url.StoreUrl.parse(args.store_url)
+    except ValueError as e:  # neither sqlite:///PATH nor postgresql://...; shown redacted
+        raise ResultsError(f"--store-url: {e}", status=EXIT_USAGE) from e
+    try:
+        async with crawl_store.ResultsReader.open(store) as reader:
+            uid = args.uid or await _resolve(namespace, name, reader=reader)
+            record = await reader.job(uid)
             label = f"{namespace}/{name}" if namespace else "CrawlJob"
             if record is None:
                 raise ResultsError(
-                    f"{label} (uid {uid}) has no results in {args.store_url}: "
+                    f"{label} (uid {uid}) has no results in {store.redacted}: "
                     "not started yet, or another store"
                 )
             with _output(args.output) as stream:
                 writer = export.open_writer(args.format_name, stream)
-                pages = reader.export(uid, writer)
+                pages = await reader.export(uid, writer)
                 writer.close()
-    except crawl_store.StoreMissingError as e:
-        raise ResultsError(str(e)) from e
-    except ValueError as e:  # a store URL that is not sqlite:///PATH
-        raise ResultsError(str(e), status=EXIT_USAGE) from e
+    except (crawl_store.StoreMissingError, StoreError) as e:
+        raise ResultsError(store.scrub(str(e))) from e
     where = args.output or "stdout"
     note = "" if record.finished_at else f" (attempt {record.attempt} still running: partial)"
     print(
@@ -135,16 +140,16 @@ def _parse_job(job: str | None, *, uid: str | None) -> tuple[str, str]:
     return namespace, name
 
 
-def _resolve(namespace: str, name: str, *, reader: crawl_store.ResultsReader) -> str:
+async def _resolve(namespace: str, name: str, *, reader: crawl_store.ResultsReader) -> str:
     """The UID of the CrawlJob NAMESPACE/NAME as the cluster has it now."""
     try:
-        uid = asyncio.run(_lookup(namespace, name))
+        uid = await _lookup(namespace, name)
     except ConfigException as e:
         raise ResultsError(f"no cluster credentials to look up {namespace}/{name}: {e}") from e
     except (TransientError, PermanentError, aiohttp.ClientError, OSError) as e:
         raise ResultsError(f"cannot look up {namespace}/{name} in the cluster: {e}") from e
     if uid is None:
-        earlier = reader.jobs_named(namespace, name)
+        earlier = await reader.jobs_named(namespace, name)
         hint = (
             "; the store has results of earlier ones: "
             + ", ".join(f"--uid {j.uid}" for j in earlier)

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from mandrill import config
+from mandrill import config, store_url
 
 NO_CREDENTIALS = 3
 """Exit status when there is nothing to authenticate with (2 is a bad setting)."""
@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         # kopf's /healthz is an aiohttp server: its access log would add a line
         # for every kubelet probe (several a minute) and drown what matters.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The store URL may carry a password: whatever logs a record, none may show it.
+    store_url.scrub_logs(store_url.StoreUrl.parse(settings.store_url))
     # Imported here: kopf registers handlers at import time, and `mandrill crawl`
     # or `--help` should not pay for that.
     import mandrill.handlers.crawl

@@ -1,9 +1,10 @@
-"""`mandrill results` without a cluster (--uid), and its one-line errors.
+"""`mandrill results` without a cluster (--uid), on both backends, and its one-line errors.
 
 Covers: export by UID in each format; a bad format, a bad NAMESPACE/NAME, a
-missing store, an unknown UID, and a name with no cluster credentials, each
-reported in one line with its exit status. The cluster path (NAME resolved
-through the API) is covered end to end in test_e2e.
+bad or missing store, an unknown UID, and a name with no cluster
+credentials, each reported in one line with its exit status and never with
+the store's password. The cluster path (NAME resolved through the API) is
+covered end to end in tests/crawljob/test_e2e.py.
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ from mandrill import cli
 from mandrill.adapters import crawl_store, export
 from mandrill.domain.crawl.job import JobRef, Outcome, Phase
 from mandrill.domain.crawl.models import EdgeList, PageResult, Progress
+from tests.postgres import PostgresServer
+from tests.store.conftest import Store
 
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 JOB = JobRef(namespace="team", name="links", uid="uid-1")
 
 
 @pytest.fixture
-async def store_url(tmp_path: pathlib.Path) -> str:
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    store = crawl_store.CrawlStore.from_url(url)
-    await store.begin(JOB, attempt=1, started=NOW)
-    sink = store.sink(JOB)
+async def store_url(store: Store) -> str:
+    """A store (each backend in turn) holding one finished job, uid-1."""
+    url = store.url
+    crawls = crawl_store.CrawlStore.from_url(url)
+    await crawls.begin(JOB, attempt=1, started=NOW)
+    sink = crawls.sink(JOB)
     progress = Progress(done=1, scheduled=1, failed=0, elapsed=0.0)
     home = "https://example.com/"
     await sink.record(
@@ -38,11 +42,11 @@ async def store_url(tmp_path: pathlib.Path) -> str:
         progress,
     )
     await sink.flush()
-    await store.finish(
+    await crawls.finish(
         JOB,
         Outcome(phase=Phase.SUCCEEDED, reason="Completed", message="", started=NOW, finished=NOW),
     )
-    await store.close()
+    await crawls.close()
     return url
 
 
@@ -99,7 +103,7 @@ def test_errors_are_one_line(
     assert message in err
 
 
-def test_a_missing_store_is_reported_and_not_created(
+def test_a_missing_sqlite_store_is_reported_and_not_created(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     absent = tmp_path / "nowhere.sqlite"
@@ -120,3 +124,40 @@ def test_a_name_without_cluster_credentials(
     err = capsys.readouterr().err
     assert err.startswith("mandrill results: no cluster credentials to look up team/links")
     assert err.count("\n") == 1
+
+
+@pytest.mark.postgres
+def test_a_missing_postgresql_database_is_reported_without_the_password(
+    postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = postgres.url("nowhere")
+    assert cli.main(["results", "--uid", "x", "--store-url", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mandrill results: cannot open store postgresql://mandrill:***@")
+    assert '"nowhere" does not exist' in err
+    assert postgres.password not in err
+
+
+@pytest.mark.postgres
+def test_a_wrong_password_is_reported_without_either_password(
+    postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "not-the-" + postgres.password
+    url = postgres.url("postgres", password=wrong)
+    assert cli.main(["results", "--uid", "x", "--store-url", url]) == 1
+    err = capsys.readouterr().err
+    assert "password authentication failed" in err
+    assert wrong not in err
+    assert postgres.password not in err
+
+
+def test_a_store_url_of_no_backend_is_a_usage_error_shown_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "mysql://app:hunter2-secret@db:3306/mandrill"
+    assert cli.main(["results", "--uid", "x", "--store-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "mandrill results: --store-url: 'mysql://app:***@db:3306/mandrill' is not a store URL:"
+        " expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE\n"
+    )

@@ -1,0 +1,172 @@
+"""The store's schema, as numbered forward migrations for each backend.
+
+The journal and the crawl results share one store, so they share one schema
+version: table `mandrill_schema` holds a row per migration applied. Whoever
+opens the store first (the journal's or the crawl store's connection, or
+another replica) applies what is pending, all in one transaction under a
+lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so two openers
+never apply a migration twice and a failed migration leaves the old version.
+
+Migration 1 is the schema mandrill wrote before it had versions, with
+IF NOT EXISTS throughout: a store file written by that code has no
+`mandrill_schema` table (version 0) and is adopted as it is. A migration is
+never edited once released; a change is a new one appended here, with the
+same meaning on both backends. A store at a version newer than this code
+knows is refused (StoreError) rather than written by code that does not
+know its shape.
+
+The backends differ only where they must: PostgreSQL has no rowid, so the
+pages and edges carry an identity column `seq` that keeps the order they
+were recorded in (the export's order), and its integers are 64-bit where a
+value may be large (generation, bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from mandrill.domain.errors import StoreError
+
+VERSION_TABLE = "mandrill_schema"
+CREATE_VERSION_TABLE = (
+    f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
+    " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+CURRENT_VERSION = f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}"
+RECORD_VERSION = f"INSERT INTO {VERSION_TABLE} (version, description, applied_at) VALUES (?, ?, ?)"
+
+
+@attrs.frozen
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    """Statements for SQLite, run in order in the migration's transaction."""
+    postgresql: tuple[str, ...]
+    """The same change for PostgreSQL."""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="restart journal and crawl results (the tables of the unversioned store)",
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS restart_journal (
+                request_uid  TEXT PRIMARY KEY,
+                namespace    TEXT NOT NULL,
+                name         TEXT NOT NULL,
+                generation   INTEGER NOT NULL,
+                spec_json    TEXT NOT NULL,
+                targets_json TEXT NOT NULL,
+                received_at  TEXT NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS crawl_jobs (
+                job_uid     TEXT PRIMARY KEY,
+                namespace   TEXT NOT NULL,
+                name        TEXT NOT NULL,
+                attempt     INTEGER NOT NULL,
+                started_at  TEXT NOT NULL,
+                finished_at TEXT,
+                phase       TEXT NOT NULL,
+                reason      TEXT,
+                stats_json  TEXT
+            )""",
+            "CREATE INDEX IF NOT EXISTS crawl_jobs_by_name ON crawl_jobs (namespace, name)",
+            """CREATE TABLE IF NOT EXISTS crawl_pages (
+                job_uid      TEXT NOT NULL,
+                url          TEXT NOT NULL,
+                final_url    TEXT NOT NULL,
+                depth        INTEGER NOT NULL,
+                status       INTEGER,
+                error        TEXT,
+                message      TEXT NOT NULL,
+                content_type TEXT,
+                bytes        INTEGER NOT NULL,
+                links        INTEGER NOT NULL,
+                attempts     INTEGER NOT NULL,
+                elapsed      REAL NOT NULL,
+                PRIMARY KEY (job_uid, url)
+            )""",
+            """CREATE TABLE IF NOT EXISTS crawl_edges (
+                job_uid TEXT NOT NULL,
+                source  TEXT NOT NULL,
+                target  TEXT NOT NULL,
+                PRIMARY KEY (job_uid, source, target)
+            )""",
+        ),
+        postgresql=(
+            """CREATE TABLE IF NOT EXISTS restart_journal (
+                request_uid  TEXT PRIMARY KEY,
+                namespace    TEXT NOT NULL,
+                name         TEXT NOT NULL,
+                generation   BIGINT NOT NULL,
+                spec_json    TEXT NOT NULL,
+                targets_json TEXT NOT NULL,
+                received_at  TEXT NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS crawl_jobs (
+                job_uid     TEXT PRIMARY KEY,
+                namespace   TEXT NOT NULL,
+                name        TEXT NOT NULL,
+                attempt     INTEGER NOT NULL,
+                started_at  TEXT NOT NULL,
+                finished_at TEXT,
+                phase       TEXT NOT NULL,
+                reason      TEXT,
+                stats_json  TEXT
+            )""",
+            "CREATE INDEX IF NOT EXISTS crawl_jobs_by_name ON crawl_jobs (namespace, name)",
+            """CREATE TABLE IF NOT EXISTS crawl_pages (
+                job_uid      TEXT NOT NULL,
+                url          TEXT NOT NULL,
+                final_url    TEXT NOT NULL,
+                depth        INTEGER NOT NULL,
+                status       INTEGER,
+                error        TEXT,
+                message      TEXT NOT NULL,
+                content_type TEXT,
+                bytes        BIGINT NOT NULL,
+                links        INTEGER NOT NULL,
+                attempts     INTEGER NOT NULL,
+                elapsed      DOUBLE PRECISION NOT NULL,
+                seq          BIGINT GENERATED ALWAYS AS IDENTITY,
+                PRIMARY KEY (job_uid, url)
+            )""",
+            """CREATE TABLE IF NOT EXISTS crawl_edges (
+                job_uid TEXT NOT NULL,
+                source  TEXT NOT NULL,
+                target  TEXT NOT NULL,
+                seq     BIGINT GENERATED ALWAYS AS IDENTITY,
+                PRIMARY KEY (job_uid, source, target)
+            )""",
+        ),
+    ),
+)
+
+
+def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """The version a store has once every migration is applied."""
+    return migrations[-1].version if migrations else 0
+
+
+def pending(current: int, migrations: Sequence[Migration], *, where: str) -> list[Migration]:
+    """The migrations a store at version `current` still needs, in order.
+
+    StoreError if the store is newer than `migrations` know: written by a
+    later mandrill, it may have a shape this code would write wrongly."""
+    newest = latest(migrations)
+    if current > newest:
+        raise StoreError(
+            f"{where} has schema version {current}, newer than this mandrill knows "
+            f"({newest}): run a mandrill at least as new as the one that migrated it"
+        )
+    return [m for m in migrations if m.version > current]
+
+
+def check(migrations: Sequence[Migration]) -> None:
+    """ValueError unless the versions are 1, 2, 3, ... in order (a tested invariant)."""
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migration versions {versions} are not 1..{len(versions)} in order")
