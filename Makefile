@@ -27,10 +27,11 @@ venv: $(STAMP) ## create .venv with mandrill installed (editable) and test tools
 NODE := deploy/local/node.sh
 NODE_OR_SAY_WHY = $(NODE) $(1) || [ $$? -eq 3 ]
 
-build-cluster: ## build the control plane (etcd, kube-*, kubectl, kwok), the real node (kubelet, kube-proxy; Debian packages) and the operator's image, cached
+build-cluster: ## build the control plane (etcd, kube-*, kubectl, kwok), the real node (kubelet, kube-proxy; Debian packages), the operator's image, and install PostgreSQL for the store tests; cached
 	deploy/local/build.sh
 	@$(call NODE_OR_SAY_WHY,prepare)
 	@deploy/local/image.sh build || [ $$? -eq 3 ]
+	@deploy/local/postgres.sh prepare || [ $$? -eq 3 ]
 
 cluster-up: ## start the local control plane and its real node (idempotent); MANDRILL_CLUSTER_PORT / _DIR to move it
 	$(CLUSTER) up
@@ -97,6 +98,7 @@ bench: $(STAMP) ## benchmarks (print tables): restart latency vs bare API, crawl
 	$(VENV)/bin/python -m tests.bench.crawl_compare
 	$(VENV)/bin/python -m tests.bench.extract
 	$(VENV)/bin/python -m tests.bench.load
+	$(VENV)/bin/python -m tests.bench.store_writes --rounds 3
 
 lint: $(STAMP) ## ruff, mypy --strict and the import-layering contracts (pyproject.toml)
 	$(VENV)/bin/ruff check operator tests
