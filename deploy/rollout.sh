@@ -50,7 +50,12 @@ else
 fi
 "$kubectl" wait --for=condition=Established --timeout=60s \
   crd/restartrequests.mandrill.dev crd/crawljobs.mandrill.dev crd/restartschedules.mandrill.dev >/dev/null
-"$kubectl" -n "$ns" rollout status deployment/mandrill --timeout=180s
+if ! "$kubectl" -n "$ns" rollout status deployment/mandrill --timeout=180s; then
+  echo "[rollout] not Ready; the pods and the namespace's recent Events:" >&2
+  "$kubectl" -n "$ns" get pods -o wide >&2 || true
+  "$kubectl" -n "$ns" get events --sort-by=.lastTimestamp 2>&1 | tail -25 >&2 || true
+  exit 1
+fi
 ms=$((($(date +%s%N) - start) / 1000000))
 printf '[rollout] %s applied and rolled out to a Ready pod in %d.%03ds\n' "$overlay" $((ms / 1000)) $((ms % 1000))
 "$kubectl" -n "$ns" get pods -o wide -l app.kubernetes.io/name=mandrill

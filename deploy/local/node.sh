@@ -442,6 +442,17 @@ makeIPTablesUtilChains: false
 # The images were imported by hand and cannot be pulled again: never collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+# The node shares this machine's disk and memory with everything else on it:
+# evict only when they are really short. The defaults are made for a disk of
+# the node's own (imagefs.available<15%), and evicted the operator's pod on a
+# large shared disk with 29 GB free. Every signal is named: once one is set,
+# the kubelet sets the others to zero instead of their defaults.
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1Gi
+  imagefs.available: 1Gi
+  nodefs.inodesFree: 1%
+  imagefs.inodesFree: 1%
 # No cluster DNS; an empty resolv.conf so pods get no nameserver at all
 # (the host's would be outside the pod network, and dropped anyway).
 resolvConf: ""

@@ -20,6 +20,7 @@ and logs reach the container through the kubelet.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import secrets
 import subprocess
@@ -196,3 +197,21 @@ async def test_pod_cannot_reach_outside_the_pod_and_service_ranges(
     # Dropped (a timeout), not refused: the packet went nowhere.
     assert "timeout" in log, log
     assert _dropped() > before, "node.sh's firewall counted no dropped packet"
+
+
+def test_kubelet_evicts_only_when_the_shared_machine_is_really_short(
+    cluster: kube.Cluster, node: dict[str, str]
+) -> None:
+    # The kubelet's defaults (imagefs.available<15%) evicted the operator's pod
+    # on a large shared disk with 29 GB free; and imported images must never be
+    # collected, since nothing can pull them again.
+    raw = cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node['NODE_NAME']}/proxy/configz")
+    config = json.loads(raw.stdout)["kubeletconfig"]
+    assert config["evictionHard"] == {
+        "memory.available": "100Mi",
+        "nodefs.available": "1Gi",
+        "imagefs.available": "1Gi",
+        "nodefs.inodesFree": "1%",
+        "imagefs.inodesFree": "1%",
+    }
+    assert config["imageGCHighThresholdPercent"] == 100
