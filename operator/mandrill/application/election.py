@@ -175,7 +175,7 @@ class Elector:
 
     async def step(self) -> float:
         """One try to acquire or renew; returns the seconds to wait before the next."""
-        if self._leading and not self.holds():
+        if self._lost or (self._leading and not self.holds()):
             return 0.0
         started = self.clock.monotonic()
         try:
@@ -244,7 +244,7 @@ class Elector:
         wait = self.timing.candidate_wait(self.clock.random())
         until_free = self.observation.expires_at() - self.clock.monotonic()
         if 0 < until_free < wait:
-            return until_free + 0.01
+            return until_free + 0.005
         return wait
 
     def _become_leader(self) -> None:
