@@ -32,14 +32,15 @@ ELECTION_OBJECTS = (
 
 @pytest.fixture(scope="session")
 def leader_crds(cluster: kube.Cluster) -> None:
-    """The RestartRequest and RestartSchedule CRDs, applied as users apply them."""
-    for name in ("restartrequest.yaml", "restartschedule.yaml"):
+    """The RestartRequest, RestartSchedule and CrawlJob CRDs, applied as users apply them."""
+    for name in ("restartrequest.yaml", "restartschedule.yaml", "crawljob.yaml"):
         cluster.kubectl("apply", "-f", str(REPO / "crds" / name))
     cluster.kubectl(
         "wait",
         "--for=condition=Established",
         "crd/restartrequests.mandrill.dev",
         "crd/restartschedules.mandrill.dev",
+        "crd/crawljobs.mandrill.dev",
         "--timeout=60s",
     )
 
