@@ -37,6 +37,7 @@ from mandrill.adapters.request_status import RequestStatus
 from mandrill.adapters.restart_requests import KubeRequests
 from mandrill.adapters.restart_targets import KubeTargets
 from mandrill.adapters.sqlite import sqlite_path
+from mandrill.application import fencing
 from mandrill.application.election import AlwaysLeading, Elector, Leadership
 from mandrill.application.restart import RestartService
 from mandrill.application.restart_ports import Ports, Waiting
@@ -89,7 +90,7 @@ class Services:
 
     def __attrs_post_init__(self) -> None:
         reaper = Reaper(api=self.api, tasks=self.tasks)
-        retrier = JournalRetrier(api=self.api, journal=self.journal, tasks=self.tasks)
+        retrier = JournalRetrier(api=self.api, journal=self.fenced_journal, tasks=self.tasks)
         patterns = self.settings.namespaces
         self.restarts = RestartService(
             ports=Ports(
@@ -124,6 +125,11 @@ class Services:
         )
 
     @property
+    def fenced_journal(self) -> fencing.FencedJournal:
+        """The journal, asking leadership before each save (as every API write does)."""
+        return fencing.FencedJournal(self.journal, self.leadership.check)
+
+    @property
     def acting(self) -> bool:
         """Whether the handlers may feed the services: leading (or no election), not draining."""
         return self.leadership.holds()
@@ -142,7 +148,7 @@ class Services:
         )
         ctx = process.Context(
             targets=KubeTargets(api=self.api, events=self.events.post),
-            journal=self.journal,
+            journal=self.fenced_journal,
             reporter=reporter,
             limiter=lambda: self.limiter,
             denied_namespaces=self.settings.denied_namespaces,
@@ -153,7 +159,7 @@ class Services:
         """The ports of one CrawlJob's run."""
         return crawl_job.Context(
             seeds=crawl_jobs.ConfigMapSeeds(api=self.api),
-            store=self.crawl_store,
+            store=fencing.FencedJobStore(self.crawl_store, self.leadership.check),
             reporter=crawl_jobs.CrawlJobStatus(
                 api=self.api, job=job, body=body, events=self.events.post
             ),

@@ -2,21 +2,29 @@
 
 Covers: a write (POST, PATCH, DELETE) is refused before a connection is even
 tried, naming the call; a read passes the fence and goes to the network; an
-unfenced client is untouched.
+allowed write is sent; the journal and the crawl store ask the same fence, and
+nothing reaches them once it refuses.
 """
 
 from __future__ import annotations
 
+import datetime
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
+import attrs
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from mandrill.adapters import kube
+from mandrill.application import fencing
+from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults
+from mandrill.domain.crawl.models import Edge, PageResult, Progress
 from mandrill.domain.leadership import NotLeader
+from mandrill.domain.restart.models import RequestRef
+from mandrill.domain.restart.process import JournalEntry
 
 
 def _closed_port() -> int:
@@ -75,3 +83,78 @@ async def test_an_allowed_write_is_sent(api: ApiClient) -> None:
         await client.CoreV1Api(api).delete_namespaced_pod("web-1", "shop")
 
     assert len(asked) == 1
+
+
+@attrs.define
+class _Journal:
+    saved: list[JournalEntry] = attrs.Factory(list)
+
+    async def save(self, entry: JournalEntry) -> None:
+        self.saved.append(entry)
+
+
+@attrs.define
+class _Sink:
+    calls: list[str]
+
+    async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
+        self.calls.append("record")
+
+    async def flush(self) -> None:
+        self.calls.append("flush")
+
+
+@attrs.define
+class _Store:
+    calls: list[str] = attrs.Factory(list)
+
+    async def begin(self, job: JobRef, *, attempt: int, started: datetime.datetime) -> None:
+        self.calls.append("begin")
+
+    def sink(self, job: JobRef) -> _Sink:
+        return _Sink(self.calls)
+
+    async def finish(self, job: JobRef, outcome: Outcome) -> StoredResults:
+        self.calls.append("finish")
+        return StoredResults(store="sqlite:///x", pages=0, edges=0)
+
+
+@attrs.define
+class _Gate:
+    open: bool = True
+
+    def check(self, what: str) -> None:
+        if not self.open:
+            raise NotLeader(what)
+
+
+async def test_the_store_asks_the_same_fence() -> None:
+    gate, journal, store = _Gate(), _Journal(), _Store()
+    fenced_journal = fencing.FencedJournal(journal, gate.check)
+    fenced_store = fencing.FencedJobStore(store, gate.check)
+    job = JobRef(namespace="shop", name="site", uid="u1")
+    entry = JournalEntry(
+        request=RequestRef(namespace="shop", name="r", uid="u2"),
+        spec={},
+        targets=(),
+        received=datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC),
+    )
+    page = PageResult(url="http://a/", depth=0, final_url="http://a/")
+    progress = Progress(done=1, scheduled=1, failed=0, elapsed=0.1)
+
+    await fenced_journal.save(entry)
+    await fenced_store.begin(job, attempt=1, started=entry.received)
+    sink = fenced_store.sink(job)
+    await sink.record(page, (), progress)
+    gate.open = False  # deposed
+    for write in (
+        fenced_journal.save(entry),
+        sink.record(page, (), progress),
+        sink.flush(),
+        fenced_store.begin(job, attempt=2, started=entry.received),
+    ):
+        with pytest.raises(NotLeader):
+            await write
+
+    assert journal.saved == [entry]
+    assert store.calls == ["begin", "record"], "nothing reached the store once deposed"
