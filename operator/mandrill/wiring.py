@@ -131,7 +131,7 @@ class Services:
 
     @property
     def acting(self) -> bool:
-        """Whether the handlers may feed the services: leading (or no election), not draining."""
+        """Whether the handlers may feed the services: this process leads (or has no election)."""
         return self.leadership.holds()
 
     def restart_context(
