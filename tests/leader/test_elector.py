@@ -6,8 +6,10 @@ never sooner than a lease after it last saw a renewal; expiry follows the
 Lease's own duration and the monotonic clock, never the holder's wall clock;
 candidates' waits are jittered within the retry period; of two racing
 candidates one wins; a leader that cannot renew stops holding at its renew
-deadline and loses for good; a leader frozen past its lease refuses its next
-write before anything is sent; a leader that sees another holder loses; a
+deadline and loses for good; a Lease won by a write that came back after the
+renew deadline is renewed before the process leads; an unexpected error
+ends no campaign; a leader frozen past its lease refuses its next write
+before anything is sent; a leader that sees another holder loses; a
 released Lease is taken at the next try, with no lease to wait out.
 """
 
@@ -273,6 +275,58 @@ async def test_frozen_leader_refuses_its_next_write_before_sending_anything() ->
     assert len(lease.writes) == writes, "the deposed leader wrote nothing, not even a renewal"
     assert len(a_calls.lost) == 1
     assert lease.holder == "b"
+
+
+@attrs.define
+class _FreezesDuringWrite(FakeLease):
+    """The process freezes (`clock` jumps) while its first write is in flight."""
+
+    clock: FakeClock = attrs.Factory(FakeClock)
+    freeze: float = 0.0
+
+    async def create(self, record: LeaseRecord) -> Versioned | None:
+        made = await super().create(record)
+        self.clock.advance(self.freeze)
+        self.freeze = 0.0
+        return made
+
+
+async def test_lease_taken_too_late_to_trust_is_renewed_before_leading() -> None:
+    clock = FakeClock()
+    lease = _FreezesDuringWrite(clock=clock, freeze=12.0)
+    a, calls = elector(lease, clock, "a")
+
+    wait = await a.step()  # created, but the answer came 12 s later: past the deadline
+
+    assert not a.holds()
+    assert calls.started == 0
+    assert calls.lost == []
+    assert wait == 0.0
+    await a.step()  # read: still ours; renewed in time
+    assert a.holds()
+    assert calls.started == 1
+
+
+@attrs.define
+class _GarbledOnce(FakeLease):
+    garbled: bool = True
+
+    async def get(self) -> Versioned | None:
+        if self.garbled:
+            self.garbled = False
+            raise ValueError("not JSON")
+        return await super().get()
+
+
+async def test_an_unexpected_error_does_not_end_the_campaign() -> None:
+    lease, clock = _GarbledOnce(), FakeClock()
+    a, _ = elector(lease, clock, "a")
+
+    with_error = await a.step()
+    await a.step()
+
+    assert with_error == 1.8, "a candidate's usual wait"
+    assert a.holds()
 
 
 async def test_leader_that_sees_another_holder_loses() -> None:

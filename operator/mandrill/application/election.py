@@ -183,14 +183,21 @@ class Elector:
         except (TransientError, PermanentError) as e:
             log.warning("leader election: %s not read or written: %s", self.describe, e)
             won = False
+        except Exception:  # the loop must outlive any one odd answer; the deadlines decide
+            log.exception("leader election: unexpected error with %s", self.describe)
+            won = False
         if self._lost:
             return 0.0
         if won:
-            # Only a renewal that started in time counts (a frozen step may end late).
-            if not self._leading or self.holds():
+            # Only a write that started in time counts: a step frozen in flight ends late.
+            if self._leading:
+                if self.holds():
+                    self._valid_until = started + self.timing.renew_deadline
+            elif self.clock.monotonic() < started + self.timing.renew_deadline:
                 self._valid_until = started + self.timing.renew_deadline
-            if not self._leading and not self._lost:
                 self._become_leader()
+            else:
+                return 0.0  # taken too late to trust: renew at once, then lead
             return self.timing.retry_period
         if self._leading:
             self.holds()  # past the deadline now? then lost
