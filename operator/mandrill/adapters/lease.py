@@ -81,8 +81,8 @@ class KubeLease:
     namespace: str
     name: str
     timeout: float = 5.0
-    """Seconds one request may take (half the default renew deadline, as kube-controller-
-    manager gives its election client)."""
+    """Seconds one request may take (wiring: half the renew deadline, so a request that
+    hangs leaves time for another try before the deadline)."""
     labels: Mapping[str, str] = attrs.Factory(lambda: {"app.kubernetes.io/name": "mandrill"})
 
     def _api(self) -> client.CoordinationV1Api:
