@@ -155,6 +155,8 @@ class OperatorProcess:
     """The --namespace value: names or globs."""
     store_url: str
     extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = attrs.Factory(dict)
+    """Extra environment (POD_NAME, say, as the downward API gives a pod)."""
     port: int = attrs.Factory(free_port)
     metrics_port: int = attrs.Factory(free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -175,7 +177,7 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -249,6 +251,10 @@ class OperatorProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
+
+    def leading(self) -> bool:
+        """Whether this process says it holds the leader election's Lease (/metrics)."""
+        return any(line == "mandrill_leader 1.0" for line in self.metrics().splitlines())
 
     def signal(self, signum: signal.Signals) -> None:
         assert self.proc is not None

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
 from mandrill import store_url
+from mandrill.domain import leadership
 
 ENV_PREFIX = "MANDRILL_"
 
@@ -80,6 +83,19 @@ class Settings:
     """Let CrawlJobs fetch loopback, private and link-local addresses (refused by default).
 
     The SSRF guard's only switch: a CrawlJob has no field that can widen it."""
+    leader_election: bool = False
+    """Act only while holding a Lease (several replicas, one acting); off for one replica."""
+    leader_election_namespace: str = ""
+    """The Lease's namespace; empty: the operator's own (POD_NAMESPACE, or the pod's
+    ServiceAccount namespace file)."""
+    leader_election_lease: str = "mandrill"
+    """The Lease's name (the HA overlay's Role grants get/update on this name only)."""
+    leader_election_lease_duration: int = 15
+    """Seconds a leader's claim lasts after each renewal: how long a dead leader blocks."""
+    leader_election_renew_deadline: float = 10.0
+    """Seconds a leader may go without renewing before it stops acting and exits."""
+    leader_election_retry_period: float = 2.0
+    """Seconds between renewals, and the longest a standby waits between tries."""
 
 
 @attrs.frozen
@@ -132,6 +148,36 @@ OPTIONS = (
         "let CrawlJobs fetch loopback/private/link-local addresses (true or false)",
         boolean,
     ),
+    Option(
+        "--leader-election",
+        "leader_election",
+        "act only while holding the Lease (true or false; alone: true)",
+        boolean,
+    ),
+    Option(
+        "--leader-election-namespace",
+        "leader_election_namespace",
+        "the Lease's namespace; empty: the operator's own (POD_NAMESPACE or the pod's)",
+    ),
+    Option("--leader-election-lease", "leader_election_lease", "the Lease's name"),
+    Option(
+        "--leader-election-lease-duration",
+        "leader_election_lease_duration",
+        "seconds a leader's claim lasts after each renewal",
+        int,
+    ),
+    Option(
+        "--leader-election-renew-deadline",
+        "leader_election_renew_deadline",
+        "seconds a leader may go without renewing before it stops acting and exits",
+        float,
+    ),
+    Option(
+        "--leader-election-retry-period",
+        "leader_election_retry_period",
+        "seconds between renewals and between a standby's tries",
+        float,
+    ),
 )
 
 _KINDS: dict[Callable[[str], object], str] = {
@@ -151,11 +197,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for o in OPTIONS:
         default = getattr(defaults, o.field)
         shown = ",".join(default) if isinstance(default, tuple) else default
+        # A boolean flag alone means true (`--leader-election`); it also takes a value.
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if o.parse is boolean else {}
         parser.add_argument(
             o.flag,
             dest=o.field,
             default=None,
-            help=f"{o.help} [env {env_name(o)}; default {shown}]",
+            help=f"{o.help} [env {env_name(o)}; default {shown or '(none)'}]",
+            **switch,
         )
 
 
@@ -183,12 +232,25 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
         problem = _problem(o.field, values[o.field])
         if problem:
             raise ValueError(f"{source}: {problem}")
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    problem = leadership.timing_problem(
+        lease_duration=settings.leader_election_lease_duration,
+        renew_deadline=settings.leader_election_renew_deadline,
+        retry_period=settings.leader_election_retry_period,
+    )
+    if problem is not None:
+        raise ValueError(
+            f"--leader-election-lease-duration, -renew-deadline, -retry-period: {problem}"
+        )
+    return settings
 
 
 def _is_port(v: object) -> bool:
     return isinstance(v, int) and 0 <= v <= 65535
 
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "drain_timeout": (
@@ -208,6 +270,26 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
         "is not DEBUG, INFO, WARNING or ERROR",
     ),
     "log_format": (lambda v: v in ("text", "json"), "is not text or json"),
+    "leader_election_lease": (
+        lambda v: bool(_DNS_NAME.fullmatch(str(v))),
+        "is not a Lease name (lowercase letters, digits, '-' and '.')",
+    ),
+    "leader_election_namespace": (
+        lambda v: v == "" or bool(_DNS_LABEL.fullmatch(str(v))),
+        "is not a namespace name",
+    ),
+    "leader_election_lease_duration": (
+        lambda v: isinstance(v, int) and 1 <= v <= 3600,
+        "is not a whole number of seconds in [1, 3600]",
+    ),
+    "leader_election_renew_deadline": (
+        lambda v: isinstance(v, float) and 0 < v < 3600,
+        "is not a number of seconds in (0, 3600)",
+    ),
+    "leader_election_retry_period": (
+        lambda v: isinstance(v, float) and 0.05 <= v < 3600,
+        "is not a number of seconds in [0.05, 3600)",
+    ),
 }
 
 

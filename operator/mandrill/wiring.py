@@ -6,20 +6,29 @@ services in kopf's memo. CrawlJobs share the crawl store (another connection
 to the journal's store) and the address policy; each crawl makes its own HTTP
 session. This is the composition root: the only place where adapters are
 plugged into the ports of the application and the domain.
+
+With leader election, every replica makes the same services, but only the
+leader starts them: the handlers ask `acting` and let nothing through on a
+standby, and a process that becomes the leader lists every RestartRequest and
+RestartSchedule at once, so nothing a standby let pass is lost. The
+services' ApiClient is fenced (adapters.kube.fence): each of its writes asks
+the elector first, so a leader that lost the Lease (even one that was frozen
+and does not know yet) sends nothing more; then it exits non-zero.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
 from kopf._cogs.structs import references  # kopf's own namespace matching, for the resync
 from kubernetes_asyncio.client import ApiClient
 
-from mandrill.adapters import crawl_jobs, events, kube, metrics, schedules, ssrf
+from mandrill import resources, runtime
+from mandrill.adapters import crawl_jobs, events, kube, lease, metrics, schedules, ssrf
 from mandrill.adapters.crawl_store import CrawlStore
 from mandrill.adapters.journal import StoreJournal
 from mandrill.adapters.journal_retry import JournalRetrier
@@ -27,13 +36,16 @@ from mandrill.adapters.reaper import Reaper
 from mandrill.adapters.request_status import RequestStatus
 from mandrill.adapters.restart_requests import KubeRequests
 from mandrill.adapters.restart_targets import KubeTargets
+from mandrill.application import fencing
+from mandrill.application.election import AlwaysLeading, Elector, Leadership
 from mandrill.application.restart import RestartService
 from mandrill.application.restart_ports import Ports, Waiting
 from mandrill.application.schedule import ScheduleService
 from mandrill.application.schedule_ports import Ports as SchedulePorts
 from mandrill.config import Settings
 from mandrill.domain.crawl import job as crawl_job
-from mandrill.domain.errors import StoreError
+from mandrill.domain.errors import PermanentError, StoreError, TransientError
+from mandrill.domain.leadership import Timing
 from mandrill.domain.restart import process
 from mandrill.domain.restart.models import RequestRef
 from mandrill.store_url import StoreUrl
@@ -64,13 +76,21 @@ class Services:
     limiter: asyncio.Semaphore
     crawl_store: CrawlStore
     crawl_policy: ssrf.AddressPolicy
+    leadership: Leadership = attrs.Factory(AlwaysLeading)
+    """Whether this process may act: always without an election, else the elector."""
+    elector: Elector | None = None
+    election_lease: lease.KubeLease | None = None
+    election_api: ApiClient | None = None
+    """The elector's own client: renewals never queue behind the services' requests."""
     restarts: RestartService = attrs.field(init=False)
     schedules: ScheduleService = attrs.field(init=False)
     """One loop per RestartSchedule, publishing its runs as RestartRequests."""
+    schedule_listing: KubeRequests = attrs.field(init=False)
+    _draining: asyncio.Event = attrs.Factory(asyncio.Event)
 
     def __attrs_post_init__(self) -> None:
         reaper = Reaper(api=self.api, tasks=self.tasks)
-        retrier = JournalRetrier(api=self.api, journal=self.journal, tasks=self.tasks)
+        retrier = JournalRetrier(api=self.api, journal=self.fenced_journal, tasks=self.tasks)
         patterns = self.settings.namespaces
         self.restarts = RestartService(
             ports=Ports(
@@ -97,6 +117,22 @@ class Services:
                 observer=metrics.ScheduleObserver(),
             )
         )
+        self.schedule_listing = KubeRequests(
+            api=self.api,
+            patterns=patterns,
+            serves=namespace_filter(patterns),
+            plural=resources.RESTART_SCHEDULES,
+        )
+
+    @property
+    def fenced_journal(self) -> fencing.FencedJournal:
+        """The journal, asking leadership before each save (as every API write does)."""
+        return fencing.FencedJournal(self.journal, self.leadership.check)
+
+    @property
+    def acting(self) -> bool:
+        """Whether the handlers may feed the services: this process leads (or has no election)."""
+        return self.leadership.holds()
 
     def restart_context(
         self,
@@ -112,7 +148,7 @@ class Services:
         )
         ctx = process.Context(
             targets=KubeTargets(api=self.api, events=self.events.post),
-            journal=self.journal,
+            journal=self.fenced_journal,
             reporter=reporter,
             limiter=lambda: self.limiter,
             denied_namespaces=self.settings.denied_namespaces,
@@ -123,7 +159,7 @@ class Services:
         """The ports of one CrawlJob's run."""
         return crawl_job.Context(
             seeds=crawl_jobs.ConfigMapSeeds(api=self.api),
-            store=self.crawl_store,
+            store=fencing.FencedJobStore(self.crawl_store, self.leadership.check),
             reporter=crawl_jobs.CrawlJobStatus(
                 api=self.api, job=job, body=body, events=self.events.post
             ),
@@ -131,11 +167,9 @@ class Services:
         )
 
     def start(self, *, draining: asyncio.Event) -> None:
-        """Start consuming, and the periodic resync; stop taking work once `draining` is set."""
+        """Lead at once (no election) or campaign; stop taking work once `draining` is set."""
+        self._draining = draining
         self.events.start()
-        self.restarts.start()
-        interval = self.settings.resync_interval
-        self.tasks.spawn("resync", lambda: self.restarts.resync_every(interval))
 
         async def stop_taking() -> None:
             await draining.wait()
@@ -143,25 +177,123 @@ class Services:
             self.schedules.stop()
 
         self.tasks.spawn("drain-signal", stop_taking)
+        if self.elector is None:
+            self.lead()
+        else:
+            self.elector.start()
+
+    def lead(self) -> None:
+        """Start consuming and the periodic resync; after an election, list everything first."""
+        if self._draining.is_set():
+            return  # leaving: the Lease is released after the drain, for another to lead
+        self.restarts.start()
+        interval = self.settings.resync_interval
+        self.tasks.spawn("resync", lambda: self.restarts.resync_every(interval))
+        if self.elector is not None and self.election_lease is not None:
+            self.tasks.spawn("take-over", self._take_over)
+            self.events.post(
+                self.election_lease.involved_object(self.elector.observation.uid),
+                "Normal",
+                "LeaderElection",
+                f"{self.elector.identity} became leader",
+            )
+
+    async def _take_over(self) -> None:
+        """A new leader lists every RestartRequest and RestartSchedule: the events a
+        standby's handlers let pass are not lost. Retried a few times, then left to the
+        periodic resync."""
+        for attempt in range(5):
+            try:
+                found = await self.restarts.resync()
+                listed = await self.schedule_listing.list_all()
+            except (PermanentError, TransientError) as e:
+                log.warning("taking over: listing failed (%s), again in %d s", e, 2**attempt)
+                await asyncio.sleep(2**attempt)
+                continue
+            for body in listed:
+                self.schedules.observe(body)
+            log.info(
+                "taking over: %d unacknowledged RestartRequest(s) and %d RestartSchedule(s) found",
+                found,
+                len(listed),
+            )
+            return
 
     async def close(self, *, drain_timeout: float) -> None:
         """Drain the requests in flight, then close in order; one failure skips nothing."""
-        await close_in_order(
-            [
-                ("RestartRequests in flight", lambda: self.restarts.drain(drain_timeout)),
-                ("background tasks", self.tasks.close),
-                ("Event poster", self.events.close),
-                ("crawl store", self.crawl_store.close),
-                ("journal", self.journal.close),
-                ("API client", self.api.close),
-            ]
-        )
+        closers: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("RestartRequests in flight", lambda: self.restarts.drain(drain_timeout)),
+            ("background tasks", self.tasks.close),
+            ("Event poster", self.events.close),
+        ]
+        if self.elector is not None:
+            elector = self.elector
+            closers.append(("the Lease", lambda: _release(elector)))
+        closers += [
+            ("crawl store", self.crawl_store.close),
+            ("journal", self.journal.close),
+            ("API client", self.api.close),
+        ]
+        if self.election_api is not None:
+            closers.append(("election API client", self.election_api.close))
+        await close_in_order(closers)
+
+
+async def _release(elector: Elector) -> None:
+    """After the drain: give the Lease up, so a standby takes over now, not in a lease."""
+    await elector.release()
+
+
+def _lost(why: str) -> None:
+    """A leader that lost the Lease leaves at once (exit status 4), as kube-controller-
+    manager and controller-runtime's manager do: no drain, no hand-back, nothing written.
+    Its pod restarts and campaigns again as a standby."""
+    runtime.leave(runtime.LEADERSHIP_LOST, f"lost the Lease: {why}")
+
+
+def _elector(settings: Settings, api: ApiClient) -> tuple[Elector, lease.KubeLease]:
+    timing = Timing(
+        lease_duration=settings.leader_election_lease_duration,
+        renew_deadline=settings.leader_election_renew_deadline,
+        retry_period=settings.leader_election_retry_period,
+    )
+    store = lease.KubeLease(
+        api=api,
+        namespace=settings.leader_election_namespace,
+        name=settings.leader_election_lease,
+        timeout=max(0.5, timing.renew_deadline / 2),
+    )
+    elector = Elector(
+        store=store,
+        clock=lease.SystemClock(),
+        identity=lease.identity(),
+        timing=timing,
+        on_lost=_lost,
+        on_change=metrics.leadership_changed,
+        describe=f"Lease {store.namespace}/{store.name}",
+    )
+    return elector, store
 
 
 async def start(settings: Settings, *, draining: asyncio.Event) -> Services:
     api = await kube.make_client()
     store = StoreUrl.parse(settings.store_url)
     log.info("journal and crawl results in %s", store.redacted)
+    elector: Elector | None = None
+    lease_store: lease.KubeLease | None = None
+    election_api: ApiClient | None = None
+    if settings.leader_election:
+        election_api = await kube.make_client()
+        elector, lease_store = _elector(settings, election_api)
+        kube.fence(api, elector.check)
+        log.info(
+            "leader election: campaigning for Lease %s/%s as %s; standing by until then",
+            lease_store.namespace,
+            lease_store.name,
+            elector.identity,
+        )
+    else:
+        metrics.LEADER.set(1)
     journal = StoreJournal.from_url(store)
     try:
         await journal.open()
@@ -183,7 +315,13 @@ async def start(settings: Settings, *, draining: asyncio.Event) -> Services:
         limiter=asyncio.Semaphore(settings.max_concurrent_restarts),
         crawl_store=crawl_store,
         crawl_policy=ssrf.AddressPolicy.from_settings(allow_private=settings.crawl_allow_private),
+        leadership=elector if elector is not None else AlwaysLeading(),
+        elector=elector,
+        election_lease=lease_store,
+        election_api=election_api,
     )
+    if elector is not None:
+        elector.on_started = services.lead
     services.start(draining=draining)
     return services
 

@@ -7,7 +7,9 @@ or mandrill needs it, the settings that must agree do (grace period and drain,
 probe and liveness port, metrics port, store path and volume, image user and
 pod user), the namespaced overlay binds exactly the namespaces it watches,
 every CRD is installed (and nothing else lacks the app label the uninstall
-in docs/operations.md selects by), and the kind script parses.
+in docs/operations.md selects by), the HA overlay adds only leader election
+(two replicas rolled one at a time, the downward API, a PodDisruptionBudget,
+the Lease's Role) to the cluster-wide installation, and the kind script parses.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import re
 import shutil
 import subprocess
 import tomllib
+from typing import Any
 
 import pytest
 import yaml
 
+from mandrill import config
 from tests import kube
 from tests.deploy.conftest import (
     DEPLOY,
@@ -39,12 +43,15 @@ RBAC_SOURCES = [
     *sorted((DEPLOY / "rbac").glob("*.yaml")),
     DEPLOY / "base" / "user-roles.yaml",
     DEPLOY / "overlays" / "namespaced" / "rolebindings.yaml",
+    DEPLOY / "overlays" / "ha" / "lease-rbac.yaml",
 ]
 ROLE_KINDS = ("ClusterRole", "Role")
 
 
 @pytest.mark.usefixtures("operator_rbac", "team_namespaces")
-@pytest.mark.parametrize("overlay", [f"overlays/{o}" for o in OVERLAYS] + ["local/install"])
+@pytest.mark.parametrize(
+    "overlay", [f"overlays/{o}" for o in (*OVERLAYS, "ha")] + ["local/install"]
+)
 def test_overlay_passes_server_side_dry_run(cluster: kube.Cluster, overlay: str) -> None:
     result = cluster.kubectl("apply", "--dry-run=server", "-k", str(DEPLOY / overlay), check=False)
 
@@ -85,7 +92,7 @@ def test_operator_pod_is_admitted_under_restricted_pod_security(cluster: kube.Cl
 
 
 def test_rbac_has_no_wildcards_and_every_rule_says_who_needs_it() -> None:
-    for overlay in OVERLAYS:
+    for overlay in (*OVERLAYS, "ha"):
         for doc in render(f"overlays/{overlay}"):
             if doc["kind"] not in ROLE_KINDS:
                 continue
@@ -335,3 +342,80 @@ def test_e2e_scripts_are_valid_bash(script: str) -> None:
             [shellcheck, "-x", str(path)], capture_output=True, text=True, check=False
         )
         assert linted.returncode == 0, linted.stdout
+
+
+def _env_of(deployment: Manifest) -> dict[str, Any]:
+    """The container's env by name: a value, or a valueFrom (the downward API)."""
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_ha_overlay_adds_leader_election_and_nothing_else() -> None:
+    base, ha = render("overlays/cluster-wide"), render("overlays/ha")
+    names = {(b["kind"], b["metadata"]["name"]) for b in base}
+    added = sorted(
+        (d["kind"], d["metadata"]["name"])
+        for d in ha
+        if (d["kind"], d["metadata"]["name"]) not in names
+    )
+    assert added == [
+        ("PodDisruptionBudget", "mandrill"),
+        ("Role", "mandrill-leader-election"),
+        ("RoleBinding", "mandrill-leader-election"),
+    ]
+    deployment = find(ha, "Deployment", "mandrill")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = _env_of(deployment)
+    assert env["MANDRILL_LEADER_ELECTION"] == "true"
+    assert config.boolean(env["MANDRILL_LEADER_ELECTION"])
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    changed = {
+        k for k, v in env.items() if _env_of(find(base, "Deployment", "mandrill")).get(k) != v
+    }
+    assert changed == {"MANDRILL_LEADER_ELECTION", "POD_NAME", "POD_NAMESPACE"}
+    # The drain, then the release, fit in the grace period.
+    grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= float(env["MANDRILL_DRAIN_TIMEOUT"]) + 5
+    labels = spec["template"]["metadata"]["labels"]
+    pdb = find(ha, "PodDisruptionBudget", "mandrill")["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert 1 <= pdb["minAvailable"] < spec["replicas"], "a drain may evict one replica, not both"
+    # The SQLite store's ReadWriteOnce volume: both replicas on one node.
+    [term] = spec["template"]["spec"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= labels.items()
+    assert find(ha, "PersistentVolumeClaim", "mandrill-store")["spec"]["accessModes"] == [
+        "ReadWriteOnce"
+    ]
+
+
+def test_leases_role_is_one_lease_in_the_operators_namespace() -> None:
+    ha = render("overlays/ha")
+    deployment = find(ha, "Deployment", "mandrill")
+    role = find(ha, "Role", "mandrill-leader-election")
+    binding = find(ha, "RoleBinding", "mandrill-leader-election")
+    namespace = deployment["metadata"]["namespace"]
+
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    lease_rules = [r for r in role["rules"] if r["apiGroups"] == ["coordination.k8s.io"]]
+    assert sorted((tuple(r["verbs"]), tuple(r.get("resourceNames", ()))) for r in lease_rules) == [
+        (("create",), ()),  # RBAC cannot restrict create by name: the namespace does
+        (("get", "update"), (config.Settings().leader_election_lease,)),
+    ]
+    assert {r["resources"][0] for r in role["rules"]} == {"leases", "events"}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "mandrill-leader-election",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "mandrill", "namespace": namespace}
+    ]

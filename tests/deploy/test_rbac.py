@@ -7,7 +7,9 @@ mandrill's resources through aggregation; an operator running as that
 ServiceAccount serves every strategy, a TTL deletion and a CrawlJob from a
 ConfigMap without one permission problem in its log; and a request that the
 operator is not allowed to carry out ends Failed, naming Forbidden, with a
-Warning Event, while the operator carries on.
+Warning Event, while the operator carries on; with the HA overlay's Role it
+may read and write its one Lease in its own namespace, create Leases there
+only, and nothing more on Leases.
 """
 
 from __future__ import annotations
@@ -419,3 +421,43 @@ async def test_request_the_operator_may_not_carry_out_fails_naming_forbidden(
     assert op.proc is not None
     assert op.proc.poll() is None
     assert op.stop() == 0
+
+
+@pytest.fixture
+def ha_lease_rbac(cluster: kube.Cluster, operator_rbac: None) -> Iterator[None]:
+    """The HA overlay's Role and RoleBinding for the Lease, applied; removed afterwards."""
+    objects = [
+        d
+        for d in render("overlays/ha")
+        if d["kind"] in ("Role", "RoleBinding")
+        and d["metadata"]["name"] == "mandrill-leader-election"
+    ]
+    assert len(objects) == 2
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    )
+    yield
+    for kind in ("rolebinding", "role"):
+        cluster.kubectl(
+            "-n", "mandrill-system", "delete", kind, "mandrill-leader-election", check=False
+        )
+
+
+@pytest.mark.usefixtures("ha_lease_rbac")
+def test_ha_service_account_may_hold_its_lease_and_no_other(
+    cluster: kube.Cluster, namespace: str
+) -> None:
+    def may(verb: str, what: str, ns: str = "mandrill-system") -> bool:
+        return can_i(cluster, verb, what, "-n", ns, who=SERVICE_ACCOUNT)
+
+    assert may("get", "lease/mandrill")
+    assert may("update", "lease/mandrill")
+    assert may("create", "leases")  # unrestricted by name (RBAC cannot), so confined to here
+    assert may("create", "events")
+    for verb in ("get", "update"):
+        assert not may(verb, "lease/kube-controller-manager")
+    for verb in ("list", "watch", "patch", "delete"):
+        assert not may(verb, "lease/mandrill")
+    for verb in ("get", "create", "update"):
+        assert not may(verb, "lease/mandrill", ns=namespace), f"{verb} a Lease elsewhere"
+    assert not may("get", "lease/mandrill", ns="kube-system")

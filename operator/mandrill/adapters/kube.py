@@ -190,3 +190,24 @@ async def call(
         tries = failures + forbidden
         delay = min(max_delay, base_delay * 2 ** (tries - 1)) * (0.5 + random.random())
         await asyncio.sleep(hint if hint is not None else delay)
+
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def fence(api: ApiClient, check: Callable[[str], None]) -> None:
+    """Make every write `api` sends ask `check` first (it raises to refuse).
+
+    Checked in the REST client itself, the last of our code before aiohttp puts
+    the request on the wire, so no path (an adapter, the Event poster, a task
+    that slept through a lost election) can write without asking. Reads are
+    not fenced: a deposed leader that reads does no harm."""
+    rest = api.rest_client
+    send = rest.request
+
+    async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() in WRITES:
+            check(f"{method.upper()} {url.partition('?')[0]}")
+        return await send(method, url, *args, **kwargs)
+
+    rest.request = request  # type: ignore[method-assign]  # per instance: only this client

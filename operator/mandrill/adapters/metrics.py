@@ -73,6 +73,22 @@ SCHEDULE_ERRORS = prom.Counter(
     "mandrill_schedule_errors_total",
     "Failed passes of a RestartSchedule's loop (API errors and unexpected ones; retried)",
 )
+LEADER = prom.Gauge(
+    "mandrill_leader",
+    "1 while this process holds the leader election's Lease (or runs without an election)",
+)
+LEADERSHIP_CHANGES = prom.Counter(
+    "mandrill_leadership_changes_total",
+    "Leadership changes of this process: acquired, lost (renew deadline passed, or another "
+    "holder seen), released (after the drain)",
+    ["change"],
+)
+
+
+def leadership_changed(change: str) -> None:
+    """The elector's `on_change`."""
+    LEADER.set(1 if change == "acquired" else 0)
+    LEADERSHIP_CHANGES.labels(change).inc()
 
 
 class RestartObserver:

@@ -48,13 +48,15 @@ async def read_request(api: ApiClient, request: RequestRef) -> dict[str, Any]:
 
 @attrs.define
 class KubeRequests:
-    """The `Requests` port over the API server."""
+    """The `Requests` port over the API server (and the listing of any of mandrill's kinds)."""
 
     api: ApiClient
     patterns: tuple[str, ...]
     """kopf namespace patterns (names or globs); empty: cluster-wide."""
     serves: Callable[[str], bool]
     """Whether a namespace matches `patterns`, exactly as kopf decides it."""
+    plural: str = resources.RESTART_REQUESTS
+    """What `list_all` lists: RestartRequests, or RestartSchedules for a new leader."""
 
     async def read(self, request: RequestRef) -> Mapping[str, Any]:
         return await read_request(self.api, request)
@@ -66,7 +68,7 @@ class KubeRequests:
                 custom.list_cluster_custom_object,
                 resources.GROUP,
                 resources.VERSION,
-                resources.RESTART_REQUESTS,
+                self.plural,
             )
         found: list[Mapping[str, Any]] = []
         for namespace in await self._namespaces():
@@ -75,7 +77,7 @@ class KubeRequests:
                 resources.GROUP,
                 resources.VERSION,
                 namespace,
-                resources.RESTART_REQUESTS,
+                self.plural,
             )
         return found
 

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+import attrs
+
 from mandrill import config, store_url
 
 NO_CREDENTIALS = 3
@@ -32,6 +34,19 @@ def run(args: argparse.Namespace) -> int:
 
     from mandrill.adapters import kube
 
+    if settings.leader_election and not settings.leader_election_namespace:
+        from mandrill.adapters import lease
+
+        namespace = lease.default_namespace()
+        if namespace is None:
+            print(
+                "mandrill run: --leader-election needs the Lease's namespace: not in a pod "
+                f"(no POD_NAMESPACE, no {lease.SERVICE_ACCOUNT_NAMESPACE}); "
+                "set --leader-election-namespace",
+                file=sys.stderr,
+            )
+            return 2
+        settings = attrs.evolve(settings, leader_election_namespace=namespace)
     problem = asyncio.run(kube.credentials_problem())
     if problem is not None:
         print(f"mandrill run: {problem}", file=sys.stderr)

@@ -13,6 +13,9 @@ a daemon again, so an operator restart crawls only the unfinished ones, from
 scratch (see mandrill.domain.crawl.job_run). The filter also trips on the job's
 own final status patch; that stop is not a reason to cancel, since the run is
 only posting its last Events.
+
+With leader election, a standby's daemons wait (kopf starts one per
+unfinished job in every replica) and crawl only once this process leads.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import kopf
 
 from mandrill import resources
 from mandrill.adapters import metrics
+from mandrill.application import election
 from mandrill.domain.crawl import job, job_run
 from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.errors import PermanentError, TransientError
@@ -66,6 +70,9 @@ async def crawl(
     if crawl_status.is_finished(status):
         return
     services: Services = memo.services
+    if not await election.until_leading(services.leadership, stopped.wait):
+        logger.debug("not crawled: stopped before this process became the leader")
+        return
     ref = job.JobRef(
         namespace=meta["namespace"],
         name=meta["name"],

@@ -7,7 +7,8 @@ plain: kopf lists every request when it starts, and the service picks each
 unacknowledged one up from its recorded plan. The handler only hands the body
 over and returns at once; ordering, concurrency, retries, metrics and TTLs
 are the service's (mandrill.application.restart). kopf ignores exceptions
-from event handlers, so nothing may be left to raise here.
+from event handlers, so nothing may be left to raise here. A standby (leader
+election) lets nothing through: the leader it may become lists every request.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ RR = (resources.GROUP, resources.VERSION, resources.RESTART_REQUESTS)
 
 def _wanted(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
     services: Services = memo.services
-    return type == "DELETED" or services.restarts.wants(body)
+    return services.acting and (type == "DELETED" or services.restarts.wants(body))
 
 
 @kopf.on.event(*RR, when=_wanted)

@@ -7,7 +7,8 @@ the events our own status patches cause change nothing. A second handler
 watches the schedules' runs (RestartRequests labelled with a schedule's UID)
 and wakes their schedule when one is acknowledged, so `active`, Forbid and
 the history limits see a run's end at once. Nothing here may raise (kopf
-ignores exceptions from event handlers).
+ignores exceptions from event handlers). A standby (leader election) lets
+nothing through: the leader it may become lists every schedule.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ RS = (resources.GROUP, resources.VERSION, resources.RESTART_SCHEDULES)
 RR = (resources.GROUP, resources.VERSION, resources.RESTART_REQUESTS)
 
 
-@kopf.on.event(*RS)
+def _acting(memo: kopf.Memo, **_: Any) -> bool:
+    services: Services = memo.services
+    return services.acting
+
+
+@kopf.on.event(*RS, when=_acting)
 async def observe(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     services: Services = memo.services
     if type == "DELETED":
@@ -33,9 +39,9 @@ async def observe(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: An
         services.schedules.observe(body)
 
 
-def _finished_run(body: kopf.Body, **_: Any) -> bool:
+def _finished_run(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
     st = body.get("status") or {}
-    return conditions.is_true(st.get("conditions"), "Acknowledged")
+    return _acting(memo) and conditions.is_true(st.get("conditions"), "Acknowledged")
 
 
 @kopf.on.event(*RR, labels={resources.SCHEDULE_UID_LABEL: kopf.PRESENT}, when=_finished_run)
