@@ -6,6 +6,9 @@ command with one line on stderr and exit status 2. Invalid lines are reported
 with their line number and skipped. Once the crawl runs, failed URLs are
 results, not errors: the exit status is 0 and the summary counts them by kind.
 
+The crawl settings are the CrawlJob's (`crawl_options`: same names, same
+parser, same bounds).
+
 Progress goes to stderr: a one-line bar redrawn in place on a terminal, plain
 lines (one per URL) otherwise, so logs stay greppable. The summary goes to
 stdout.
@@ -24,6 +27,7 @@ from typing import TextIO
 import attrs
 
 from mandrill.adapters import export, http, ssrf
+from mandrill.commands import crawl_options
 from mandrill.domain.crawl import engine, urls
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
 
@@ -56,41 +60,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o", "--output", metavar="OUT", type=pathlib.Path, required=True, help="file to write"
     )
     parser.add_argument(
-        "--max-depth",
-        type=_count(minimum=0),
-        default=0,
-        metavar="N",
-        help="link hops to follow from the seeds (default: 0, the seeds only)",
-    )
-    parser.add_argument(
-        "--max-pages",
-        type=_count(minimum=1),
-        default=10_000,
-        metavar="N",
-        help="most URLs to fetch (default: 10000)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=_count(minimum=1),
-        default=8,
-        metavar="N",
-        help="requests in flight at once (default: 8)",
-    )
-    parser.add_argument(
-        "--per-host",
-        type=_count(minimum=1),
-        default=2,
-        metavar="N",
-        help="requests in flight at once to one host (default: 2)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=10.0,
-        metavar="S",
-        help="seconds allowed for one request (default: 10)",
-    )
-    parser.add_argument(
         "--format", choices=export.FORMATS, default="tsv", help="output format (default: tsv)"
     )
     parser.add_argument(
@@ -98,22 +67,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="allow loopback, private and link-local addresses (refused by default)",
     )
-    parser.add_argument("--no-robots", action="store_true", help="ignore robots.txt")
+    crawl_options.add_spec_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Crawl as `args` say; returns the exit status."""
     try:
         seeds = read_seeds(args.urls_file, problems=sys.stderr)
-        spec = CrawlSpec.create(
-            seeds=seeds,
-            max_depth=args.max_depth,
-            max_pages=args.max_pages,
-            concurrency=args.concurrency,
-            per_host_concurrency=args.per_host,
-            request_timeout=args.timeout,
-            respect_robots=not args.no_robots,
-        )
+        spec = crawl_options.spec_from_args(args, seeds=seeds)
         output = _open_output(args.output)
     except (InputError, ValueError) as exc:
         print(f"mandrill crawl: {exc}", file=sys.stderr)
@@ -258,26 +219,3 @@ def _open_output(path: pathlib.Path) -> TextIO:
         return path.open("w", encoding="utf-8", newline="\n")
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def _count(*, minimum: int) -> argparse._ActionType:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
-        return value
-
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
