@@ -86,5 +86,7 @@ async def test_a_failed_write_stops_the_crawl_with_status_1(
     stderr = err.decode()
     assert process.returncode == 1, stderr
     assert "mandrill crawl: cannot write /dev/full: No space left on device\n" in stderr
-    assert "stopped:      by the output error above" in stderr
+    assert "stopped:      by the output error above; 2 queued or in-flight URLs not crawled" in (
+        stderr
+    )
     assert "Traceback" not in stderr

@@ -311,6 +311,7 @@ class _Sink:
             self.stream.flush()
         except OSError as exc:
             self.broken = True
+            self.tally.progress = progress  # for the summary's count of URLs left uncrawled
             self.on_error(exc)
             return
         self.tally.add(result, edges, progress)
