@@ -378,7 +378,21 @@ def test_ha_overlay_adds_leader_election_and_nothing_else() -> None:
     changed = {
         k for k, v in env.items() if _env_of(find(base, "Deployment", "mandrill")).get(k) != v
     }
-    assert changed == {"MANDRILL_LEADER_ELECTION", "POD_NAME", "POD_NAMESPACE"}
+    assert changed == {
+        "MANDRILL_LEADER_ELECTION",
+        "MANDRILL_STORE_URL",
+        "POD_NAME",
+        "POD_NAMESPACE",
+    }
+    # PostgreSQL from a Secret, shared by the replicas: no volume claim to share.
+    assert env["MANDRILL_STORE_URL"] == {"secretKeyRef": {"name": "mandrill-store", "key": "url"}}
+    [container] = spec["template"]["spec"]["containers"]
+    store_env = [e for e in container["env"] if e["name"] == "MANDRILL_STORE_URL"]
+    assert store_env == [{"name": "MANDRILL_STORE_URL", "valueFrom": env["MANDRILL_STORE_URL"]}]
+    assert not [d for d in ha if d["kind"] == "PersistentVolumeClaim"]
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes["store"]
+    assert "persistentVolumeClaim" not in volumes["store"]
     # The drain, then the release, fit in the grace period.
     grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace >= float(env["MANDRILL_DRAIN_TIMEOUT"]) + 5
@@ -386,15 +400,13 @@ def test_ha_overlay_adds_leader_election_and_nothing_else() -> None:
     pdb = find(ha, "PodDisruptionBudget", "mandrill")["spec"]
     assert pdb["selector"]["matchLabels"].items() <= labels.items()
     assert 1 <= pdb["minAvailable"] < spec["replicas"], "a drain may evict one replica, not both"
-    # The SQLite store's ReadWriteOnce volume: both replicas on one node.
-    [term] = spec["template"]["spec"]["affinity"]["podAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"
+    # Spread over nodes where the scheduler can: a lost node leaves a standby.
+    [preferred] = spec["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
     ]
+    term = preferred["podAffinityTerm"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
     assert term["labelSelector"]["matchLabels"].items() <= labels.items()
-    assert find(ha, "PersistentVolumeClaim", "mandrill-store")["spec"]["accessModes"] == [
-        "ReadWriteOnce"
-    ]
 
 
 def test_leases_role_is_one_lease_in_the_operators_namespace() -> None:
