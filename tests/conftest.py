@@ -93,9 +93,10 @@ def operator_kubeconfig(
     )
 
 
-collect_ignore = [] if operator_process.IN_CLUSTER else ["incluster"]
-"""tests/incluster test the operator deployed in the cluster (deploy/e2e/run.sh):
-collected only in that mode, which `make test` runs as its second half."""
+collect_ignore = [] if operator_process.IN_CLUSTER else ["incluster", "ha"]
+"""tests/incluster and tests/ha test the operator deployed in the cluster
+(deploy/e2e/run.sh): collected only in that mode, which `make test` runs as
+its second half."""
 
 LOG_OFFSETS = pytest.StashKey[dict[int, int]]()
 

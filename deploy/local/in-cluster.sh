@@ -73,4 +73,4 @@ fi
 digest=$(sed -n 's/^DIGEST=//p' "${MANDRILL_IMAGE_DIR:-$repo/.cache/image}/image.env")
 
 KUBECONFIG=$kubeconfig KUBECTL=$kubectl MANDRILL_IMAGE_DIGEST=$digest \
-  "$repo/deploy/e2e/run.sh" "$repo/deploy/local/e2e" tests/node "$@"
+  "$repo/deploy/e2e/run.sh" "$repo/deploy/local/e2e" tests/node tests/ha "$@"

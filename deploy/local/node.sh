@@ -12,6 +12,9 @@
 #   node.sh check    exit 0, or print in one line why no real node can run here
 #   node.sh prepare  only the slow part of `up`, in the open: install what is
 #                    missing, build the binaries (make build-cluster runs it)
+#   node.sh expose PORT    let pods reach 127.0.0.1:PORT of this machine at
+#                    <bridge IP>:PORT (a relay and one firewall exception;
+#                    `unexpose PORT` or `down` removes them)
 #
 # What `up` starts (pid files in <cluster dir>/pids/node-*.pid, logs in
 # <cluster dir>/logs/node-*.log, everything else in <cluster dir>/node/):
@@ -609,6 +612,12 @@ cmd_down() {
     tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$sock" && kill -KILL "$p" 2>/dev/null || true
   done
   stop apiserver-relay
+  local relay
+  for relay in "$pids"/node-relay-*.pid; do
+    [ -e "$relay" ] || continue
+    relay=${relay##*/node-}
+    stop "${relay%.pid}"
+  done
   if $apiserver_up; then
     kubectl delete node "$node_name" --ignore-not-found --wait=false >/dev/null
     kubectl -n default delete endpoints,endpointslices.discovery.k8s.io -l mandrill.dev/real-node=relay \
@@ -690,6 +699,28 @@ cmd_status() {
   return $rc
 }
 
+# A port of the host's loopback (a server a test runs there, e.g. PostgreSQL)
+# made reachable from pods on the bridge address: a relay like the API
+# server's, and the one firewall exception it needs. `down` undoes both.
+cmd_expose() { # port
+  local port=${1:?usage: node.sh expose PORT}
+  [[ $port =~ ^[0-9]+$ ]] || die "not a port: $port"
+  load_cluster
+  [ "$port" != "$APISERVER_PORT" ] || die "port $port is the API server's relay already"
+  live_pid kubelet >/dev/null || die "the node is not up (node.sh up)"
+  start "relay-$port" socat -lp "mandrill-relay:$dir" "TCP-LISTEN:$port,bind=$bridge_ip,reuseaddr,fork" \
+    "TCP:127.0.0.1:$port"
+  iptables -w -t mangle -C MANDRILL-NODE-PRE -d "$bridge_ip/32" -p tcp --dport "$port" -j RETURN 2>/dev/null ||
+    iptables -w -t mangle -I MANDRILL-NODE-PRE 2 -d "$bridge_ip/32" -p tcp --dport "$port" -j RETURN
+  say "pods reach 127.0.0.1:$port of this machine at $bridge_ip:$port"
+}
+
+cmd_unexpose() { # port
+  local port=${1:?usage: node.sh unexpose PORT}
+  stop "relay-$port"
+  iptables -w -t mangle -D MANDRILL-NODE-PRE -d "$bridge_ip/32" -p tcp --dport "$port" -j RETURN 2>/dev/null || true
+}
+
 cmd_prepare() {
   preflight
   ensure_packages
@@ -707,9 +738,11 @@ up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 check) cmd_check ;;
+expose) cmd_expose "${2:-}" ;;
+unexpose) cmd_unexpose "${2:-}" ;;
 prepare) cmd_prepare ;;
 *)
-  sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

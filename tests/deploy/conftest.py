@@ -51,9 +51,9 @@ def find(docs: list[Manifest], kind: str, name: str) -> Manifest:
     return found[0]
 
 
-def container_env(deployment: Manifest) -> dict[str, str]:
+def container_env(deployment: Manifest) -> dict[str, Any]:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container.get("env", [])}
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
 @pytest.fixture(scope="session")

@@ -309,6 +309,7 @@ def test_kind_and_the_local_node_deploy_the_same_e2e_settings() -> None:
     for overlay, installation in (
         ("kind", "overlays/cluster-wide"),
         ("local/e2e", "local/install"),
+        ("local/ha", "overlays/ha"),
     ):
         docs = render(overlay)
         assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == sorted(
