@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 
-from tests import kube
+from tests import kube, postgres
 from tests.bench.baselines import bare_restart
 from tests.operator_process import OperatorProcess
 from tests.restart import rr
@@ -141,8 +141,28 @@ class BareProcess:
         self.proc.wait(timeout=30)
 
 
+def _operator(
+    cluster: kube.Cluster, ns: str, workdir: pathlib.Path, pg: postgres.PostgresServer | None
+) -> OperatorProcess:
+    """`mandrill run` on the namespace: a SQLite file of its own, or a new PostgreSQL database."""
+    store = f"sqlite:///{workdir / f'journal-{ns}.sqlite'}"
+    if pg is not None:
+        store = pg.url(pg.create_database("bench"))
+    return OperatorProcess(
+        kubeconfig=cluster.kubeconfig,
+        workdir=workdir,
+        namespaces=ns,
+        store_url=store,
+        extra_args=("--log-level", "WARNING"),
+    ).start()
+
+
 async def run_one(
-    cluster: kube.Cluster, n: int, workdir: pathlib.Path, contender: str
+    cluster: kube.Cluster,
+    n: int,
+    workdir: pathlib.Path,
+    contender: str,
+    pg: postgres.PostgresServer | None = None,
 ) -> dict[str, float | str]:
     api: ApiClient = await cluster.api_client()
     async with api:
@@ -152,14 +172,8 @@ async def run_one(
         try:
             pods = await rr.deploy(api, ns, "web", n)
             op: OperatorProcess | BareProcess | None = None
-            if contender == "operator":
-                op = OperatorProcess(
-                    kubeconfig=cluster.kubeconfig,
-                    workdir=workdir,
-                    namespaces=ns,
-                    store_url=f"sqlite:///{workdir / f'journal-{n}.sqlite'}",
-                    extra_args=("--log-level", "WARNING"),
-                ).start()
+            if contender in ("operator", "operator-pg"):
+                op = _operator(cluster, ns, workdir, pg if contender == "operator-pg" else None)
             elif contender == "bare":
                 op = BareProcess(cluster.kubeconfig, ns)
             pid = op.proc.pid if op is not None and op.proc is not None else os.getpid()
@@ -266,9 +280,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, action="append", help="requests per round (repeatable)")
     parser.add_argument(
         "--contender",
-        choices=["operator", "bare", "client"],
+        choices=["operator", "operator-pg", "bare", "client"],
         action="append",
-        help="what to run (repeatable; default: all three)",
+        help="what to run (repeatable; default: client, bare, operator); operator-pg is the "
+        "operator on a PostgreSQL store (a server of its own, default settings, on loopback)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     args = parser.parse_args()
@@ -285,12 +300,13 @@ def main() -> None:
             "--timeout=60s",
         )
         runs = []
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+            pg = stack.enter_context(postgres.server(())) if "operator-pg" in contenders else None
             for number in range(args.rounds):
                 order = contenders if number % 2 == 0 else contenders[::-1]
                 for n in sizes:
                     for who in order:
-                        runs.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp), who)))
+                        runs.append(asyncio.run(run_one(cluster, n, pathlib.Path(tmp), who, pg)))
     rows = [median_row([r for r in runs if (r["who"], r["n"]) == key]) for key in _keys(runs)]
     print(
         f"\nRestartRequest creation -> acknowledgement, {platform.node()}, "
@@ -312,17 +328,21 @@ def main() -> None:
         )
     by = {(r["who"], r["n"]): r for r in rows}
     for n in sizes:
-        for base in ("client", "bare"):
-            if ("operator", n) not in by or (base, n) not in by:
+        for who, base in (
+            ("operator", "client"),
+            ("operator", "bare"),
+            ("operator-pg", "operator"),
+        ):
+            if (who, n) not in by or (base, n) not in by:
                 continue
-            o, b = by["operator", n], by[base, n]
+            o, b = by[who, n], by[base, n]
             bases = [r for r in runs if (r["who"], r["n"]) == (base, n)]
-            operators = [r for r in runs if (r["who"], r["n"]) == ("operator", n)]
+            operators = [r for r in runs if (r["who"], r["n"]) == (who, n)]
             pairs = list(zip(operators, bases, strict=True))
             p50s = ", ".join(f"{float(x['p50']) / float(y['p50']):.2f}" for x, y in pairs)
             walls = ", ".join(f"{float(x['wall']) / float(y['wall']):.2f}" for x, y in pairs)
             print(
-                f"N={n}: operator / {base}:  p50 {float(o['p50']) / float(b['p50']):.2f}  "
+                f"N={n}: {who} / {base}:  p50 {float(o['p50']) / float(b['p50']):.2f}  "
                 f"p99 {float(o['p99']) / float(b['p99']):.2f}  "
                 f"wall {float(o['wall']) / float(b['wall']):.2f}  "
                 f"(round by round: p50 {p50s}; wall {walls})"
