@@ -56,13 +56,19 @@ def ha(
     subprocess.run([NODE_SCRIPT, "expose", port], env=env, check=True)
     database = postgres.create_database("ha")
     url = postgres.url(database).replace("@127.0.0.1:", f"@{node['BRIDGE_IP']}:")
-    installed.kubectl("create", "secret", "generic", "mandrill-store", f"--from-literal=url={url}")
+    # Applied, not created: a Secret of an interrupted earlier run may be left.
+    secret = installed.kubectl(
+        "create", "secret", "generic", "mandrill-store", f"--from-literal=url={url}",
+        "--dry-run=client", "-o", "json",
+    ).stdout  # fmt: skip
+    installed.cluster.kubectl("apply", "-f", "-", stdin=secret)
     try:
         installed.cluster.kubectl("apply", "-k", str(REPO / "deploy" / "local" / "ha"))
         installed.rolled_out()
         yield database
     finally:
         subprocess.run([NODE_SCRIPT, "unexpose", port], env=env, check=False)
+        installed.kubectl("delete", "secret", "mandrill-store", "--ignore-not-found")
 
 
 def _holder(installed: InClusterOperator) -> str:
