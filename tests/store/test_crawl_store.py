@@ -77,9 +77,10 @@ async def test_a_batch_written_twice_leaves_one_row_each(
 async def test_the_sink_writes_in_batches_by_size(
     crawls: crawl_store.CrawlStore, store: Store
 ) -> None:
-    sink = crawl_store.BatchingSink(store=crawls, job_uid=JOB.uid, max_rows=30, clock=FakeClock())
+    sink = crawl_store.BatchingSink(store=crawls, job_uid=JOB.uid, max_rows=40, clock=FakeClock())
     for n in range(25):
-        await sink.record(*page(n), PROGRESS)  # 3 rows a page: a batch every 10 pages
+        # 4 rows a page (itself, 2 edges, its frontier row done): a batch every 10 pages
+        await sink.record(*page(n), PROGRESS)
     assert sink.batches == 2
     assert await store.count("crawl_pages", JOB.uid) == 20
     await sink.flush()
@@ -105,7 +106,7 @@ async def test_the_sink_writes_a_slow_trickle_by_age(
     assert await store.count("crawl_pages", JOB.uid) == 3
 
 
-async def test_begin_clears_only_this_jobs_earlier_attempt(
+async def test_begin_without_a_frontier_clears_only_this_jobs_earlier_attempt(
     crawls: crawl_store.CrawlStore, store: Store
 ) -> None:
     for job in (JOB, OTHER):

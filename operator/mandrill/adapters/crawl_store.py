@@ -4,7 +4,9 @@ Three tables, keyed by the CrawlJob's UID: `crawl_jobs` (one row per job:
 attempt, when, how it ended), `crawl_pages` (one row per URL's outcome) and
 `crawl_edges` (one row per source -> target link); schema.py creates them.
 Pages and edges are written with INSERT ... ON CONFLICT DO NOTHING on their
-primary keys, so a batch written twice never duplicates a row.
+primary keys, so a batch written twice never duplicates a row. Beside them,
+in the same batches, the crawl's frontier (frontier_store.py), from which an
+interrupted crawl resumes: `begin` returns it when there is one.
 
 The store must not be the crawl's bottleneck: the sink buffers rows and
 writes them with executemany, one transaction per batch (a few thousand rows,
@@ -24,13 +26,14 @@ import contextlib
 import datetime
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
-from mandrill.adapters import database, export, metrics
+from mandrill.adapters import database, export, frontier_store, metrics
 from mandrill.domain import timestamps
+from mandrill.domain.crawl import frontier
 from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults
 from mandrill.domain.crawl.models import Edge, EdgeList, ErrorKind, PageResult, Progress
 from mandrill.domain.errors import StoreError
@@ -109,16 +112,43 @@ class CrawlStore:
         """Connect and migrate now, so a misconfigured store shows at start-up in the log."""
         await self.db.open()
 
-    async def write_batch(self, pages: Sequence[PageRow], edges: Sequence[EdgeRow]) -> None:
-        """One transaction for a batch of pages and edges; replaying it changes nothing."""
-        await self.db.write([(INSERT_PAGE, pages), (INSERT_EDGE, edges)])
-
-    async def begin(self, job: JobRef, *, attempt: int, started: datetime.datetime) -> None:
-        """Forget an earlier attempt's rows (each attempt starts from scratch) and note this one."""
+    async def write_batch(
+        self, pages: Sequence[PageRow], edges: Sequence[EdgeRow], *, batch: Batch | None = None
+    ) -> None:
+        """One transaction for a batch of pages and edges (and their frontier rows, in the
+        order frontier_store.py gives); replaying it changes nothing."""
+        if batch is None:
+            await self.db.write([(INSERT_PAGE, pages), (INSERT_EDGE, edges)])
+            return
         await self.db.write(
             [
+                (frontier_store.INSERT_URL, batch.urls),
+                (frontier_store.SET_ATTEMPT, batch.attempts),
+                (frontier_store.INSERT_ORIGIN, batch.origins),
+                (INSERT_PAGE, pages),
+                (INSERT_EDGE, edges),
+                (frontier_store.MARK_DONE, batch.done),
+            ]
+        )
+
+    async def begin(
+        self, job: JobRef, *, attempt: int, started: datetime.datetime
+    ) -> frontier.Resumption | None:
+        """Note this attempt; the stored frontier to resume from, if the job has one.
+
+        Without one (a new job, or one killed before its first batch) the job's
+        rows are cleared, so the crawl starts from scratch on a clean slate."""
+        resumption = await frontier_store.load(self.db, job.uid)
+        clear: list[database.Statement] = []
+        if resumption is None:
+            clear = [
                 ("DELETE FROM crawl_pages WHERE job_uid = ?", [(job.uid,)]),
                 ("DELETE FROM crawl_edges WHERE job_uid = ?", [(job.uid,)]),
+                *frontier_store.clear(job.uid),
+            ]
+        await self.db.write(
+            [
+                *clear,
                 (
                     "INSERT INTO crawl_jobs (job_uid, namespace, name, attempt, started_at, phase)"
                     " VALUES (?, ?, ?, ?, ?, 'Running') ON CONFLICT (job_uid) DO UPDATE SET"
@@ -128,6 +158,12 @@ class CrawlStore:
                 ),
             ]
         )
+        return resumption
+
+    async def attempts(self, job: JobRef) -> int:
+        """Attempts the store has noted for `job` (0 if none), for runs with no status."""
+        rows = await self.db.fetch("SELECT attempt FROM crawl_jobs WHERE job_uid = ?", (job.uid,))
+        return int(rows[0][0]) if rows else 0
 
     def sink(self, job: JobRef) -> BatchingSink:
         """A sink for one crawl of `job`."""
@@ -167,13 +203,35 @@ class CrawlStore:
 
 
 @attrs.define
+class Batch:
+    """The frontier rows of one batch, beside its pages and edges."""
+
+    urls: list[frontier_store.UrlRow] = attrs.Factory(list)
+    attempts: list[frontier_store.AttemptRow] = attrs.Factory(list)
+    origins: list[frontier_store.OriginRow] = attrs.Factory(list)
+    done: list[frontier_store.DoneRow] = attrs.Factory(list)
+
+    def __len__(self) -> int:
+        return len(self.urls) + len(self.attempts) + len(self.origins) + len(self.done)
+
+    def extend(self, later: Batch) -> None:
+        """Add `later`'s rows after these (a failed batch is kept, then what came since)."""
+        self.urls.extend(later.urls)
+        self.attempts.extend(later.attempts)
+        self.origins.extend(later.origins)
+        self.done.extend(later.done)
+
+
+@attrs.define
 class BatchingSink:
-    """The engine's ResultSink for one crawl: buffers rows, writes them in batches.
+    """The engine's ResultSink and FrontierLog for one crawl: buffers rows, writes batches.
 
     A batch is written when BATCH_ROWS rows are buffered or the oldest has
     waited BATCH_SECONDS (checked as pages arrive); `flush` writes the rest.
     Whoever triggers a batch waits for it, so a crawl cannot run far ahead of
-    its store.
+    its store. A batch that fails (or is cancelled mid-write) stays buffered
+    ahead of what came since, so the next flush writes it again: replays are
+    harmless, and a crawl stopped by Ctrl-C or SIGTERM can still flush it all.
     """
 
     store: CrawlStore
@@ -185,29 +243,59 @@ class BatchingSink:
     """Batches written, for tests and logs."""
     _pages: list[PageRow] = attrs.Factory(list)
     _edges: list[EdgeRow] = attrs.Factory(list)
+    _frontier: Batch = attrs.Factory(Batch)
     _since: float | None = None
     _lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
 
     async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
-        """Buffer one outcome; write a batch if it is due."""
+        """Buffer one outcome (its frontier row done with it); write a batch if it is due."""
         metrics.page_crawled(result)
         self._pages.append(page_row(self.job_uid, result))
+        self._frontier.done.append((self.job_uid, result.url))
         if edges:
             self._edges.extend(edge_rows(self.job_uid, edges))
         if self._since is None:
             self._since = self.clock()
-        buffered = len(self._pages) + len(self._edges)
+        buffered = len(self._pages) + len(self._edges) + len(self._frontier)
         if buffered >= self.max_rows or self.clock() - self._since >= self.max_seconds:
             await self.flush()
 
+    def admitted(self, url: str, *, depth: int, parent: str | None, ordinal: int) -> None:
+        """Buffer a new frontier row (written with the next batch, before any outcome)."""
+        row = frontier_store.admitted_row(
+            self.job_uid, url, depth=depth, parent=parent, ordinal=ordinal
+        )
+        self._frontier.urls.append(row)
+
+    def redirected(self, hops: Iterable[str]) -> None:
+        """Buffer redirect hops, seen from now on."""
+        self._frontier.urls.extend(frontier_store.alias_rows(self.job_uid, hops))
+
+    def retrying(self, url: str, *, attempt: int) -> None:
+        """Buffer a URL's next attempt number."""
+        self._frontier.attempts.append((attempt, self.job_uid, url))
+
+    def robots(self, record: frontier.RobotsRecord) -> None:
+        """Buffer what robots.txt of an origin said."""
+        self._frontier.origins.append(frontier_store.origin_row(self.job_uid, record))
+
     async def flush(self) -> None:
-        """Write everything buffered, as one transaction."""
+        """Write everything buffered, as one transaction; kept for the next flush if it fails."""
         async with self._lock:
-            pages, edges = self._pages, self._edges
-            self._pages, self._edges, self._since = [], [], None
-            if pages or edges:
-                await self.store.write_batch(pages, edges)
-                self.batches += 1
+            pages, edges, batch = self._pages, self._edges, self._frontier
+            self._pages, self._edges, self._frontier, self._since = [], [], Batch(), None
+            if not (pages or edges or batch):
+                return
+            try:
+                await self.store.write_batch(pages, edges, batch=batch)
+            except BaseException:
+                pages.extend(self._pages)
+                edges.extend(self._edges)
+                batch.extend(self._frontier)
+                self._pages, self._edges, self._frontier = pages, edges, batch
+                self._since = self.clock()
+                raise
+            self.batches += 1
 
 
 StoreMissingError = database.StoreMissingError
