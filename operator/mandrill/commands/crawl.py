@@ -23,7 +23,7 @@ from typing import TextIO
 
 import attrs
 
-from mandrill.adapters import export, http, ssrf
+from mandrill.adapters import crawl_state, export, http, ssrf
 from mandrill.domain.crawl import engine, urls
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
 
@@ -99,6 +99,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="allow loopback, private and link-local addresses (refused by default)",
     )
     parser.add_argument("--no-robots", action="store_true", help="ignore robots.txt")
+    parser.add_argument(
+        "--resume",
+        metavar="STATE",
+        type=crawl_state.state_file,
+        help="keep the crawl's state in this SQLite file, and continue the crawl it holds",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,10 +129,25 @@ def run(args: argparse.Namespace) -> int:
     with output:
         writer = export.open_writer(args.format, output)
         try:
-            stats = asyncio.run(_crawl(spec, policy=policy, sink=_Sink(writer, display)))
+            if args.resume is not None:
+                work = crawl_state.crawl(
+                    spec,
+                    state=args.resume,
+                    policy=policy,
+                    writer=writer,
+                    on_page=display.update,
+                    notice=lambda line: print(line, file=sys.stderr),
+                )
+            else:
+                work = _crawl(spec, policy=policy, sink=_Sink(writer, display))
+            stats = asyncio.run(work)
         except KeyboardInterrupt:
             display.close()
-            print("mandrill crawl: interrupted; the output holds what was crawled", file=sys.stderr)
+            again = f"; --resume {args.resume} continues it" if args.resume is not None else ""
+            print(
+                f"mandrill crawl: interrupted; the output holds what was crawled{again}",
+                file=sys.stderr,
+            )
             return EXIT_INTERRUPTED
         finally:
             writer.close()

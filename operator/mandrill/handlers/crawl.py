@@ -10,9 +10,9 @@ bound how long kopf waits before it cancels the daemon itself.
 
 The `when` filter keeps finished jobs (Succeeded or Failed) from ever getting
 a daemon again, so an operator restart crawls only the unfinished ones, each
-resumed from its frontier in the store (see mandrill.domain.crawl.job_run). The filter also trips on the job's
-own final status patch; that stop is not a reason to cancel, since the run is
-only posting its last Events.
+resumed from its frontier in the store (see mandrill.domain.crawl.job_run).
+The filter also trips on the job's own final status patch; that stop is not a
+reason to cancel, since the run is only posting its last Events.
 """
 
 from __future__ import annotations
