@@ -10,13 +10,10 @@ interrupted crawl resumes: `begin` returns it when there is one.
 
 The store must not be the crawl's bottleneck: the sink buffers rows and
 writes them with executemany, one transaction per batch (a few thousand rows,
-or whatever came within a second). On SQLite each table's rows of a batch
-go as one JSON array, one statement that SQLite expands itself: aiosqlite
-binds rows in its own thread, which needs the GIL for each row and so
-fought the crawl's event loop for it thousands of times a batch (the crawl
-ran at 0.66-0.77x its rate with no store). On PostgreSQL asyncpg's
-executemany runs on the event loop and pipelines; a page's edges there go
-as one row with its targets as an array. Neither backend makes the event loop wait on the disk
+or whatever came within a second). A page's edges go as one statement row
+(its targets as a JSON array on SQLite, an array on PostgreSQL), expanded by
+the database in document order: one bound row per link was the batches'
+largest cost. Neither backend makes the event loop wait on the disk
 (aiosqlite runs SQLite in its own thread; asyncpg is a socket).
 The connection's lock serialises batches of all crawls, which also pushes
 back on a crawl that outruns the store.
@@ -102,59 +99,30 @@ def edge_rows(job_uid: str, edges: Sequence[Edge]) -> list[EdgeRow]:
     return [(job_uid, source, tuple(targets)) for source, targets in by_source.items()]
 
 
-def _columns(count: int) -> str:
-    return ", ".join(f"value->>{i}" for i in range(count))
-
-
-# SQLite: a batch's rows of one table as one JSON array of arrays; `WHERE true` is
-# what SQLite's parser needs between INSERT ... SELECT and ON CONFLICT.
-SQLITE_PAGES = (
-    "INSERT INTO crawl_pages (job_uid, url, final_url, depth, status, error, message,"
-    f" content_type, bytes, links, attempts, elapsed) SELECT {_columns(12)}"
-    " FROM json_each(?) WHERE true ON CONFLICT (job_uid, url) DO NOTHING"
-)
-SQLITE_EDGES = (
+SQLITE_PAGE_EDGES = (
     "INSERT INTO crawl_edges (job_uid, source, target)"
-    " SELECT p.value->>0, p.value->>1, t.value FROM json_each(?) AS p,"
-    " json_each(p.value, '$[2]') AS t WHERE true ORDER BY p.key, t.key"
+    " SELECT ?, ?, value FROM json_each(?) WHERE true"
     " ON CONFLICT (job_uid, source, target) DO NOTHING"
 )
-SQLITE_URLS = (
-    "INSERT INTO crawl_frontier (job_uid, url, state, depth, parent, host, ordinal)"
-    f" SELECT {_columns(7)} FROM json_each(?) WHERE true ON CONFLICT (job_uid, url) DO NOTHING"
-)
-SQLITE_DONE = (
-    f"UPDATE crawl_frontier SET state = '{frontier.State.DONE}'"
-    " WHERE (job_uid, url) IN (SELECT value->>0, value->>1 FROM json_each(?))"
-)
-
-
-def _json(rows: Sequence[Sequence[Any]]) -> list[tuple[str]]:
-    """A batch's rows as the one row of a JSON statement (none if there are none)."""
-    return [(json.dumps(rows),)] if rows else []
+"""SQLite: one statement row per page, its targets as a JSON array in document order.
+(`WHERE true` is what SQLite's parser needs between INSERT ... SELECT and ON CONFLICT.)"""
 
 
 def _statements(
     backend: Backend, pages: Sequence[PageRow], edges: Sequence[EdgeRow], batch: Batch
 ) -> list[database.Statement]:
     """A batch in frontier_store.py's order: admissions, attempts, origins, outcomes, done."""
-    attempts = (frontier_store.SET_ATTEMPT, batch.attempts)
-    origins = (frontier_store.INSERT_ORIGIN, batch.origins)
+    page_edges: database.Statement
     if backend == "sqlite":
-        return [
-            (SQLITE_URLS, _json(batch.urls)),
-            attempts,
-            origins,
-            (SQLITE_PAGES, _json(pages)),
-            (SQLITE_EDGES, _json(edges)),
-            (SQLITE_DONE, _json(batch.done)),
-        ]
+        page_edges = (SQLITE_PAGE_EDGES, [(u, s, json.dumps(t)) for u, s, t in edges])
+    else:
+        page_edges = (PG_PAGE_EDGES, [(u, s, list(t)) for u, s, t in edges])
     return [
         (frontier_store.INSERT_URL, batch.urls),
-        attempts,
-        origins,
+        (frontier_store.SET_ATTEMPT, batch.attempts),
+        (frontier_store.INSERT_ORIGIN, batch.origins),
         (INSERT_PAGE, pages),
-        (PG_PAGE_EDGES, [(u, s, list(t)) for u, s, t in edges]),
+        page_edges,
         (frontier_store.MARK_DONE, batch.done),
     ]
 
