@@ -11,6 +11,9 @@ flight (overall and per host: the site is one host), robots.txt off:
 
 - mandrill: the real CLI, as users run it (`mandrill crawl SEEDS -o OUT.tsv
   --allow-private --no-robots ...`), progress lines to a file;
+- resume: the same with `--resume STATE` (a new state file each run): every
+  outcome, edge and frontier row written to SQLite in batches as it goes,
+  the output exported from the file at the end (what resuming costs);
 - naive: tests/bench/baselines/naive.py (gather per level, regex, urljoin);
 - scrapy: tests/bench/baselines/scrapy_spider.py (CrawlerProcess, LinkExtractor);
 - bare: tests/bench/baselines/bare.py (queue + workers, selectolax, urljoin);
@@ -63,7 +66,7 @@ import attrs
 from mandrill.domain.crawl import urls
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CONTENDERS = ("mandrill", "naive", "scrapy", "bare")
+CONTENDERS = ("mandrill", "resume", "naive", "scrapy", "bare")
 SITE_CHECK = "fetch only"
 
 
@@ -133,7 +136,7 @@ def command(
     name: str, *, seed: str, depth: int, concurrency: int, pages: int, workdir: pathlib.Path
 ) -> list[str]:
     edges = str(workdir / f"{name}.tsv")
-    if name in ("mandrill", "before"):
+    if name in ("mandrill", "before", "resume"):
         seeds = workdir / "seeds.txt"
         seeds.write_text(seed + "\n")
         mandrill = pathlib.Path(sys.executable).with_name("mandrill")
@@ -156,6 +159,7 @@ def command(
             str(concurrency),
             "--allow-private",
             "--no-robots",
+            *resume_state(name, workdir),
         ]
     module = {"naive": "naive", "scrapy": "scrapy_spider", "bare": "bare"}.get(name, "bare")
     args = [
@@ -171,6 +175,16 @@ def command(
     if name == SITE_CHECK:
         return [*args, "--list-pages", str(pages)]
     return [*args, "--edges", edges]
+
+
+def resume_state(name: str, workdir: pathlib.Path) -> list[str]:
+    """`--resume STATE` for the resume contender, on a new state file (none for the others)."""
+    if name != "resume":
+        return []
+    state = workdir / "state.sqlite"
+    for leftover in workdir.glob("state.sqlite*"):
+        leftover.unlink()
+    return ["--resume", str(state)]
 
 
 def run(

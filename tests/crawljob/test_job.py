@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from mandrill.domain.crawl import job, job_run, ports
+from mandrill.domain.crawl import frontier, job, job_run, ports
 from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.crawl.models import (
     CrawlSpec,
@@ -131,7 +131,7 @@ class FakeSeeds:
 
 
 @attrs.define
-class MemorySink:
+class MemorySink(frontier.NoLog):
     rows: list[tuple[PageResult, list[Edge]]] = attrs.Factory(list)
     fail: bool = False
 
@@ -148,9 +148,13 @@ class MemorySink:
 class FakeStore:
     sink_: MemorySink = attrs.Factory(MemorySink)
     begun: list[int] = attrs.Factory(list)
+    stored: frontier.Resumption | None = None
 
-    async def begin(self, job_ref: job.JobRef, *, attempt: int, started: datetime.datetime) -> None:
+    async def begin(
+        self, job_ref: job.JobRef, *, attempt: int, started: datetime.datetime
+    ) -> frontier.Resumption | None:
         self.begun.append(attempt)
+        return self.stored
 
     def sink(self, job_ref: job.JobRef) -> MemorySink:
         return self.sink_
@@ -165,8 +169,16 @@ class FakeReporter:
     calls: list[str] = attrs.Factory(list)
     final: job.Outcome | None = None
 
-    async def started(self, *, attempt: int, seeds: int, started: datetime.datetime) -> None:
-        self.calls.append(f"started {attempt} {seeds}")
+    async def started(
+        self,
+        *,
+        attempt: int,
+        seeds: int,
+        started: datetime.datetime,
+        resumed: job.Tally | None = None,
+    ) -> None:
+        how = "started" if resumed is None else f"resumed at {resumed.pages_ok} ok"
+        self.calls.append(f"{how} {attempt} {seeds}")
 
     async def progress(self, status: Mapping[str, Any]) -> None:
         self.calls.append("progress")
@@ -272,3 +284,42 @@ async def test_a_store_failure_mid_crawl_fails_the_job_with_store_error() -> Non
     assert "disk full" in outcome.message
     assert reporter.calls[0] == "started 3 1"
     assert reporter.calls[-1] == "finished Failed"
+
+
+async def test_a_run_with_a_stored_frontier_resumes_it_and_carries_the_counters_on() -> None:
+    """/ and /b are done (3 links between them), /a is pending: only /a is fetched."""
+    stored = frontier.Resumption(
+        pending=(frontier.PendingUrl("http://s.example/a", depth=1),),
+        seen=frozenset({"http://s.example/", "http://s.example/a", "http://s.example/b"}),
+        admitted=3,
+        rejected=0,
+        counts=frontier.Counts(pages_ok=2, edges=3, bytes=60),
+        linked=frozenset({"http://s.example/", "http://s.example/a", "http://s.example/b"}),
+    )
+    store, reporter = FakeStore(stored=stored), FakeReporter()
+    spec = {"urls": ["http://s.example/"], "maxDepth": 2, "respectRobotsTxt": False}
+    outcome = await job_run.run(REF, raw_spec=spec, attempt=2, ctx=context(store, reporter))
+    assert reporter.calls[0] == "resumed at 2 ok 2 1"
+    assert [r.url for r, _ in store.sink_.rows] == ["http://s.example/a"]
+    status = crawl_status.final(outcome, job=REF)
+    assert (status["pagesFetched"], status["pagesFailed"], status["linksFound"]) == (3, 0, 3)
+    assert status["uniqueLinks"] == 3
+    assert status["bytes"] == 60
+
+
+def test_a_resumed_start_says_so_and_keeps_the_counters() -> None:
+    stored = frontier.Resumption(
+        pending=(frontier.PendingUrl("http://s.example/a", depth=1),),
+        seen=frozenset({"http://s.example/", "http://s.example/a"}),
+        admitted=2,
+        rejected=0,
+        counts=frontier.Counts(pages_ok=1, failures={"http_status": 1}, edges=4, bytes=9),
+    )
+    patch, message = crawl_status.started(
+        attempt=3, seeds=1, when=NOW, job=REF, resumed=job.Tally.resumed(stored)
+    )
+    assert patch["reason"] == "Resumed"
+    assert message == "attempt 3: resumed an interrupted crawl at 2 of 2 URLs done; 0 pending"
+    assert (patch["pagesFetched"], patch["pagesFailed"], patch["linksFound"]) == (1, 1, 4)
+    assert patch["errorsByKind"] == {"http_status": 1}
+    assert patch["attempts"] == 3

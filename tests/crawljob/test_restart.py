@@ -1,15 +1,19 @@
 """CrawlJobs across operator restarts, with an operator of each test's own on `cjr-*`.
 
 Covers: a finished CrawlJob is never crawled again when the operator starts
-anew; a crawl interrupted by SIGKILL is crawled again from scratch by the
-next operator and its stored results are exactly one complete crawl's (no
-duplicates, nothing missing).
+anew; a crawl interrupted by SIGKILL is resumed by the next operator from its
+stored frontier: no page stored before the kill is requested again (the
+site's access log), the edges are exactly an uninterrupted crawl's with no
+duplicate, the counters continue, status and an Event say it resumed; and a
+crawl cut by maxPages stops at exactly maxPages pages, within maxDepth.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +21,14 @@ from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
 from tests.crawljob import site
-from tests.crawljob.conftest import MakeNamespace, crawljob, finished, get_job, kubectl
+from tests.crawljob.conftest import (
+    MakeNamespace,
+    crawljob,
+    events_of,
+    finished,
+    get_job,
+    kubectl,
+)
 from tests.kube import eventually
 from tests.operator_process import OperatorProcess
 
@@ -86,7 +97,32 @@ async def test_a_finished_job_is_not_crawled_again(
     assert witness_requests == served, "the finished job was fetched again"
 
 
-async def test_an_interrupted_crawl_restarts_from_scratch(
+async def kill_mid_crawl(
+    op: OperatorProcess, slow: site.GraphSite, store: pathlib.Path, *, pages: int
+) -> tuple[float, set[str]]:
+    """SIGKILL `op` once its crawl has stored some pages and `pages` were requested;
+    returns when, and the pages stored by then."""
+
+    async def under_way() -> bool:
+        return slow.page_requests() >= pages and bool(stored_pages(store))
+
+    await eventually(under_way, what="the crawl under way, its first batch stored", within=60)
+    op.kill()
+    return time.monotonic(), {url for url, _ in stored_pages(store)}
+
+
+def stored_pages(store: pathlib.Path) -> list[tuple[str, int]]:
+    if not store.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        try:
+            rows = db.execute("SELECT url, depth FROM crawl_pages").fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            return []
+    return [(url, depth) for url, depth in rows]
+
+
+async def test_an_interrupted_crawl_resumes_where_it_stopped(
     operator_kubeconfig: pathlib.Path,
     cluster: kube.Cluster,
     api: ApiClient,
@@ -95,20 +131,17 @@ async def test_an_interrupted_crawl_restarts_from_scratch(
     tmp_path: pathlib.Path,
 ) -> None:
     ns = await make_namespace("cjr-")
+    store = tmp_path / "store.sqlite"
     async with site.serve(slow_delay=0.1) as slow:
         first = start(operator_kubeconfig, tmp_path, solo)
         # A binary tree of 2**6 - 1 = 63 pages, 0.1 s each, two at a time: a few seconds.
         spec = {"urls": [slow.url("/slow/0")], "maxDepth": 5, "concurrency": 2}
         await kubectl(cluster, "apply", "-n", ns, "-f", "-", stdin=crawljob("bumpy", spec))
-
-        async def under_way() -> bool:
-            return slow.page_requests() >= 10
-
-        await eventually(under_way, what="the crawl under way", within=60)
-        first.kill()
+        killed_at, stored = await kill_mid_crawl(first, slow, store, pages=16)
         body = await get_job(api, ns, "bumpy")
         assert body is not None
         assert body["status"]["phase"] == "Running"
+        assert 0 < len(stored) < 63
 
         start(operator_kubeconfig, tmp_path, solo)
         status = (await finished(api, ns, "bumpy", within=90))["status"]
@@ -116,12 +149,47 @@ async def test_an_interrupted_crawl_restarts_from_scratch(
         assert status["attempts"] == 2
         assert status["pagesFetched"] == 63
         assert status["linksFound"] == 126
+        (resumed,) = [e for e in await events_of(api, ns, "bumpy") if e[1] == "Resumed"]
+        assert f"at {len(stored)} of " in resumed[2], resumed
 
+        # The site's access log: nothing stored before the kill was asked for again.
+        again = {slow.url(path) for path in slow.requests_since(killed_at)}
+        assert not again & stored, sorted(again & stored)
+        assert {slow.url(path) for _, path in slow.starts} >= {
+            slow.url(f"/slow/{i}") for i in range(63)
+        }
         expected = {
             (slow.url(f"/slow/{i}"), slow.url(f"/slow/{child}"))
             for i in range(63)
             for child in (2 * i + 1, 2 * i + 2)
         }
-        edges = stored_edges(tmp_path / "store.sqlite", body["metadata"]["uid"])
+        edges = stored_edges(store, body["metadata"]["uid"])
         assert len(edges) == len(set(edges))
         assert set(edges) == expected
+
+
+async def test_a_resumed_crawl_stops_at_exactly_max_pages_within_max_depth(
+    operator_kubeconfig: pathlib.Path,
+    cluster: kube.Cluster,
+    api: ApiClient,
+    make_namespace: MakeNamespace,
+    solo: list[OperatorProcess],
+    tmp_path: pathlib.Path,
+) -> None:
+    ns = await make_namespace("cjr-")
+    store = tmp_path / "store.sqlite"
+    async with site.serve(slow_delay=0.1) as slow:
+        first = start(operator_kubeconfig, tmp_path, solo)
+        # The tree to depth 6 has 127 pages; maxPages cuts it at 40.
+        spec = {"urls": [slow.url("/slow/0")], "maxDepth": 6, "maxPages": 40, "concurrency": 2}
+        await kubectl(cluster, "apply", "-n", ns, "-f", "-", stdin=crawljob("cut", spec))
+        await kill_mid_crawl(first, slow, store, pages=12)
+
+        start(operator_kubeconfig, tmp_path, solo)
+        status = (await finished(api, ns, "cut", within=90))["status"]
+        assert status["phase"] == "Succeeded", status
+        assert status["attempts"] == 2
+        pages = stored_pages(store)
+        assert len(pages) == 40 == status["pagesFetched"]
+        assert len({url for url, _ in pages}) == 40
+        assert max(depth for _, depth in pages) <= 6

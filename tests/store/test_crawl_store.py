@@ -16,7 +16,7 @@ import io
 import json
 import pathlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import attrs
 import pytest
@@ -77,15 +77,32 @@ async def test_a_batch_written_twice_leaves_one_row_each(
 async def test_the_sink_writes_in_batches_by_size(
     crawls: crawl_store.CrawlStore, store: Store
 ) -> None:
-    sink = crawl_store.BatchingSink(store=crawls, job_uid=JOB.uid, max_rows=30, clock=FakeClock())
+    sink = crawl_store.BatchingSink(store=crawls, job_uid=JOB.uid, max_rows=40, clock=FakeClock())
     for n in range(25):
-        await sink.record(*page(n), PROGRESS)  # 3 rows a page: a batch every 10 pages
-    assert sink.batches == 2
-    assert await store.count("crawl_pages", JOB.uid) == 20
+        # 4 rows a page (itself, 2 edges, its frontier row done): a batch every 10 pages.
+        # The 10th starts one, written behind the crawl; the 20th finds it still in
+        # flight (nothing has yielded yet) and keeps buffering.
+        await sink.record(*page(n), PROGRESS)
+    await sink.settle()
+    assert sink.batches == 1
+    assert await store.count("crawl_pages", JOB.uid) == 10
     await sink.flush()
-    assert sink.batches == 3
+    assert sink.batches == 2
     assert await store.count("crawl_pages", JOB.uid) == 25
     assert await store.count("crawl_edges", JOB.uid) == 50
+
+
+async def test_a_page_waits_for_the_store_once_two_batches_are_buffered(
+    crawls: crawl_store.CrawlStore, store: Store
+) -> None:
+    sink = crawl_store.BatchingSink(store=crawls, job_uid=JOB.uid, max_rows=40, clock=FakeClock())
+    for n in range(29):
+        await sink.record(*page(n), PROGRESS)
+    assert (sink.batches, sink.buffered) == (0, 76)  # the first batch not even started
+    await sink.record(*page(29), PROGRESS)  # 80 rows: wait for the first, start the next
+    assert (sink.batches, sink.buffered) == (1, 0)
+    await sink.flush()
+    assert await store.count("crawl_pages", JOB.uid) == 30
 
 
 async def test_the_sink_writes_a_slow_trickle_by_age(
@@ -101,11 +118,12 @@ async def test_the_sink_writes_a_slow_trickle_by_age(
     assert sink.batches == 0
     clock.now = 1.0
     await sink.record(*page(2), PROGRESS)
+    await sink.settle()
     assert sink.batches == 1
     assert await store.count("crawl_pages", JOB.uid) == 3
 
 
-async def test_begin_clears_only_this_jobs_earlier_attempt(
+async def test_begin_without_a_frontier_clears_only_this_jobs_earlier_attempt(
     crawls: crawl_store.CrawlStore, store: Store
 ) -> None:
     for job in (JOB, OTHER):
@@ -281,3 +299,41 @@ async def test_the_status_names_the_store_without_its_password(
     assert postgres.password in postgres_url
     assert postgres.password not in stored.store
     assert stored.store == postgres_url.replace(postgres.password, "***")
+
+
+@attrs.define
+class GatedStore(crawl_store.CrawlStore):
+    """Each batch waits at the gate: the store is slow exactly when the test says."""
+
+    gate: asyncio.Event = attrs.Factory(asyncio.Event)
+
+    async def write_batch(
+        self,
+        pages: Sequence[crawl_store.PageRow],
+        edges: Sequence[crawl_store.EdgeRow],
+        *,
+        batch: crawl_store.Batch | None = None,
+    ) -> None:
+        await self.gate.wait()
+        await super().write_batch(pages, edges, batch=batch)
+
+
+async def test_pages_waiting_on_a_slow_store_together_lose_no_batch(
+    crawls: crawl_store.CrawlStore, store: Store
+) -> None:
+    """Two pages that both wait for the batch in flight: one starts the next batch, the
+    other keeps buffering; flush writes every row (a lost reference to the batch in
+    flight once let flush return before it was written)."""
+    gated = GatedStore(db=crawls.db, url=crawls.url, backend=crawls.backend)
+    sink = crawl_store.BatchingSink(store=gated, job_uid=JOB.uid, max_rows=8, clock=FakeClock())
+    for n in range(2):
+        await sink.record(*page(n), PROGRESS)  # the second page starts a batch, held at the gate
+    for n in range(2, 5):
+        await sink.record(*page(n), PROGRESS)  # 12 rows: under twice the batch size
+    waiting = [asyncio.create_task(sink.record(*page(n), PROGRESS)) for n in (5, 6)]
+    await asyncio.sleep(0)  # both now wait for the batch in flight
+    gated.gate.set()
+    await asyncio.gather(*waiting)
+    await sink.flush()
+    assert await store.count("crawl_pages", JOB.uid) == 7
+    assert await store.count("crawl_edges", JOB.uid) == 14

@@ -78,8 +78,10 @@ CREATE TABLE IF NOT EXISTS crawl_edges (
 """The schema, verbatim, of mandrill's SQLite store before it had versions (the
 journal's and the crawl store's SCHEMA strings): files of that code are out there."""
 
+LATEST = schema.latest()
+EVERY_VERSION = list(range(1, LATEST + 1))
 ADD_NOTE = schema.Migration(
-    version=2,
+    version=LATEST + 1,
     description="test: a note on each journal row",
     sqlite=("ALTER TABLE restart_journal ADD COLUMN note TEXT",),
     postgresql=("ALTER TABLE restart_journal ADD COLUMN note TEXT",),
@@ -109,16 +111,18 @@ async def test_a_new_store_is_created_at_the_latest_version(store: Store) -> Non
     crawls = crawl_store.CrawlStore.from_url(store.url)
     await crawls.open()
     await crawls.close()
-    assert await versions(store) == [1]
+    assert await versions(store) == EVERY_VERSION
     assert await store.tables() == {
         "mandrill_schema",
         "restart_journal",
         "crawl_jobs",
         "crawl_pages",
         "crawl_edges",
+        "crawl_frontier",
+        "crawl_hosts",
     }
-    (description,) = await store.query("SELECT description FROM mandrill_schema")
-    assert description == (schema.MIGRATIONS[0].description,)
+    descriptions = await store.query("SELECT description FROM mandrill_schema ORDER BY version")
+    assert descriptions == [(m.description,) for m in schema.MIGRATIONS]
 
 
 async def test_a_sqlite_file_from_before_versions_is_adopted_with_its_rows(
@@ -163,7 +167,7 @@ async def test_a_sqlite_file_from_before_versions_is_adopted_with_its_rows(
     await journal.save(entry("new-uid"))
     await journal.close()
 
-    assert await versions(store) == [1]
+    assert await versions(store) == EVERY_VERSION
     assert await store.query("SELECT request_uid FROM restart_journal ORDER BY 1") == [
         ("new-uid",),
         ("old-uid",),
@@ -187,7 +191,7 @@ async def test_a_later_migration_is_applied_once_and_keeps_the_data(store: Store
         await db.open()
         await db.close()
 
-    assert await versions(store) == [1, 2]
+    assert await versions(store) == [*EVERY_VERSION, LATEST + 1]
     assert "note" in await store.columns("restart_journal")
     assert await store.query("SELECT request_uid, note FROM restart_journal") == [("before", None)]
 
@@ -199,7 +203,7 @@ async def test_a_failed_migration_leaves_the_old_version_and_nothing_half_done(
     await journal.open()
     await journal.close()
     broken = schema.Migration(
-        version=2,
+        version=LATEST + 1,
         description="test: a table, then a statement that fails",
         sqlite=("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE no_such_table ADD COLUMN y"),
         postgresql=(
@@ -211,7 +215,7 @@ async def test_a_failed_migration_leaves_the_old_version_and_nothing_half_done(
     with pytest.raises(StoreError, match="cannot open journal"):
         await db.open()
     await db.close()
-    assert await versions(store) == [1]
+    assert await versions(store) == EVERY_VERSION
     assert "half_done" not in await store.tables()
 
 
@@ -221,7 +225,9 @@ async def test_a_store_newer_than_the_code_is_refused(store: Store) -> None:
     await db.close()
 
     journal = StoreJournal.from_url(StoreUrl.parse(store.url))
-    with pytest.raises(StoreError, match="schema version 2, newer than this mandrill knows"):
+    with pytest.raises(
+        StoreError, match=f"schema version {LATEST + 1}, newer than this mandrill knows"
+    ):
         await journal.save(entry("refused"))
     await journal.close()
     assert await store.query("SELECT COUNT(*) FROM restart_journal") == [(0,)]
@@ -237,10 +243,60 @@ async def test_openers_at_the_same_time_migrate_once(store: Store) -> None:
     results = await asyncio.gather(*(db.open() for db in openers), return_exceptions=True)
     for db in openers:
         await db.close()
-    # The two at version 1 may find the store already at 2 and refuse it; nobody applies twice.
+    # The two at the latest version may find the store one newer and refuse it;
+    # nobody applies twice.
     assert [r for r in results[:4] if r is not None] == []
-    assert await versions(store) == [1, 2]
-    assert await store.query("SELECT COUNT(*) FROM mandrill_schema") == [(2,)]
+    assert await versions(store) == [*EVERY_VERSION, LATEST + 1]
+    assert await store.query("SELECT COUNT(*) FROM mandrill_schema") == [(LATEST + 1,)]
+
+
+async def test_a_version_1_store_gains_the_frontier_tables_and_keeps_its_results(
+    store: Store,
+) -> None:
+    """Migration 2 (crawl frontier, per-origin state) on a store written at version 1."""
+    first = opener(store, schema.MIGRATIONS[:1])
+    await first.open()
+    await first.write(
+        [
+            (
+                "INSERT INTO crawl_pages (job_uid, url, final_url, depth, status, error, message,"
+                " content_type, bytes, links, attempts, elapsed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        "job-1",
+                        "https://a.test/",
+                        "https://a.test/",
+                        0,
+                        200,
+                        None,
+                        "",
+                        None,
+                        5,
+                        0,
+                        1,
+                        0.1,
+                    )
+                ],
+            )
+        ]
+    )
+    await first.close()
+    assert await versions(store) == [1]
+    assert "crawl_frontier" not in await store.tables()
+
+    crawls = crawl_store.CrawlStore.from_url(store.url)
+    await crawls.open()
+    await crawls.close()
+    assert await versions(store) == EVERY_VERSION
+    assert {"crawl_frontier", "crawl_hosts"} <= await store.tables()
+    assert await store.columns("crawl_frontier") == [
+        "job_uid", "url", "state", "depth", "parent", "host", "ordinal", "attempt",
+        "leased_by", "lease_until",
+    ]  # fmt: skip
+    assert await store.query("SELECT url FROM crawl_pages WHERE job_uid = ?", "job-1") == [
+        ("https://a.test/",)
+    ]
 
 
 def test_versions_are_consecutive_from_one() -> None:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from mandrill.adapters import crawl_store
+from mandrill.adapters import crawl_store, schema
 from mandrill.adapters.journal import StoreJournal
 from mandrill.domain.crawl.job import JobRef, Outcome, Phase
 from mandrill.domain.crawl.models import EdgeList, PageResult, Progress
@@ -125,4 +125,4 @@ async def test_a_store_down_at_start_up_opens_on_first_use_once_it_is_up(
         await journal.close()
     store = Store(backend=POSTGRESQL, url=postgres_url)
     assert await store.query("SELECT request_uid FROM restart_journal") == [("first",)]
-    assert await store.query("SELECT MAX(version) FROM mandrill_schema") == [(1,)]
+    assert await store.query("SELECT MAX(version) FROM mandrill_schema") == [(schema.latest(),)]

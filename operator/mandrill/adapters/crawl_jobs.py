@@ -28,6 +28,7 @@ from mandrill.domain.crawl.job import (
     JobRef,
     Outcome,
     Phase,
+    Tally,
 )
 from mandrill.domain.crawl.models import CrawlSpec
 from mandrill.domain.errors import PermanentError
@@ -99,13 +100,21 @@ class CrawlJobStatus:
         except ApiException as e:
             raise PermanentError("Gone", "the CrawlJob was deleted meanwhile") from e
 
-    async def started(self, *, attempt: int, seeds: int, started: datetime.datetime) -> None:
-        """Running, with the counters of any earlier attempt cleared."""
+    async def started(
+        self,
+        *,
+        attempt: int,
+        seeds: int,
+        started: datetime.datetime,
+        resumed: Tally | None = None,
+    ) -> None:
+        """Running, the counters cleared or carried on; Event Started, or Resumed."""
         patch, message = crawl_status.started(
-            attempt=attempt, seeds=seeds, when=started, job=self.job
+            attempt=attempt, seeds=seeds, when=started, job=self.job, resumed=resumed
         )
         await self._patch(patch)
-        self.events(self.body, "Normal", "Started", message)
+        reason = "Resumed" if resumed is not None else "Started"
+        self.events(self.body, "Normal", reason, message)
 
     async def progress(self, status: crawl_status.CrawlJobStatus) -> None:
         """One progress patch."""

@@ -143,6 +143,71 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        version=2,
+        description="crawl frontier and per-origin state, for resuming a crawl",
+        sqlite=(
+            # One row per URL a crawl admitted or reached by a redirect: the frontier
+            # and the seen set at once (see mandrill.domain.crawl.frontier). `host`,
+            # `leased_by` and `lease_until` are for workers sharing one frontier: a
+            # worker leases pending rows of hosts it holds; a single process leaves
+            # them NULL.
+            """CREATE TABLE crawl_frontier (
+                job_uid     TEXT NOT NULL,
+                url         TEXT NOT NULL,
+                state       TEXT NOT NULL,
+                depth       INTEGER NOT NULL,
+                parent      TEXT,
+                host        TEXT NOT NULL,
+                ordinal     INTEGER,
+                attempt     INTEGER NOT NULL DEFAULT 1,
+                leased_by   TEXT,
+                lease_until TEXT,
+                PRIMARY KEY (job_uid, url)
+            )""",
+            "CREATE INDEX crawl_frontier_pending ON crawl_frontier (job_uid, state, host, ordinal)",
+            # One row per origin a crawl read robots.txt from; the lease columns
+            # give one worker at a time a host's slots (perHostConcurrency, Crawl-delay).
+            """CREATE TABLE crawl_hosts (
+                job_uid       TEXT NOT NULL,
+                origin        TEXT NOT NULL,
+                robots_rules  TEXT,
+                unavailable   TEXT,
+                failure       TEXT,
+                message       TEXT NOT NULL,
+                leased_by     TEXT,
+                lease_until   TEXT,
+                PRIMARY KEY (job_uid, origin)
+            )""",
+        ),
+        postgresql=(
+            """CREATE TABLE crawl_frontier (
+                job_uid     TEXT NOT NULL,
+                url         TEXT NOT NULL,
+                state       TEXT NOT NULL,
+                depth       INTEGER NOT NULL,
+                parent      TEXT,
+                host        TEXT NOT NULL,
+                ordinal     BIGINT,
+                attempt     INTEGER NOT NULL DEFAULT 1,
+                leased_by   TEXT,
+                lease_until TEXT,
+                PRIMARY KEY (job_uid, url)
+            )""",
+            "CREATE INDEX crawl_frontier_pending ON crawl_frontier (job_uid, state, host, ordinal)",
+            """CREATE TABLE crawl_hosts (
+                job_uid       TEXT NOT NULL,
+                origin        TEXT NOT NULL,
+                robots_rules  TEXT,
+                unavailable   TEXT,
+                failure       TEXT,
+                message       TEXT NOT NULL,
+                leased_by     TEXT,
+                lease_until   TEXT,
+                PRIMARY KEY (job_uid, origin)
+            )""",
+        ),
+    ),
 )
 
 

@@ -157,6 +157,12 @@ class SqliteDatabase:
 
 
 async def _close_quietly(db: aiosqlite.Connection) -> None:
+    """Roll back, then close: a write cancelled between its statements leaves a
+    transaction open and a statement unfinalized, and sqlite3's close then only
+    defers the close (the write lock held until the garbage collector runs), so
+    the next connection, a resumed crawl's say, would find the store locked."""
+    with contextlib.suppress(sqlite3.Error):
+        await db.rollback()
     with contextlib.suppress(sqlite3.Error):
         await db.close()
 

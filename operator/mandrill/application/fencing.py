@@ -13,11 +13,11 @@ NotLeader (in production it ends the process first).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
-from mandrill.domain.crawl import job
+from mandrill.domain.crawl import frontier, job
 from mandrill.domain.crawl.models import Edge, PageResult, Progress
 from mandrill.domain.restart.process import Journal, JournalEntry
 
@@ -52,6 +52,19 @@ class FencedSink:
         self.check("write crawl results")
         await self.inner.flush()
 
+    # The frontier's notes only go into the buffer; `flush` writes them, fenced.
+    def admitted(self, url: str, *, depth: int, parent: str | None, ordinal: int) -> None:
+        self.inner.admitted(url, depth=depth, parent=parent, ordinal=ordinal)
+
+    def redirected(self, hops: Iterable[str]) -> None:
+        self.inner.redirected(hops)
+
+    def retrying(self, url: str, *, attempt: int) -> None:
+        self.inner.retrying(url, attempt=attempt)
+
+    def robots(self, record: frontier.RobotsRecord) -> None:
+        self.inner.robots(record)
+
 
 @attrs.frozen
 class FencedJobStore:
@@ -60,9 +73,11 @@ class FencedJobStore:
     inner: job.JobStore
     check: Check
 
-    async def begin(self, ref: job.JobRef, *, attempt: int, started: datetime.datetime) -> None:
+    async def begin(
+        self, ref: job.JobRef, *, attempt: int, started: datetime.datetime
+    ) -> frontier.Resumption | None:
         self.check("begin a crawl in the store")
-        await self.inner.begin(ref, attempt=attempt, started=started)
+        return await self.inner.begin(ref, attempt=attempt, started=started)
 
     def sink(self, ref: job.JobRef) -> job.BatchSink:
         return FencedSink(self.inner.sink(ref), self.check)

@@ -38,7 +38,7 @@ from typing import TextIO
 
 import attrs
 
-from mandrill.adapters import export, http, ssrf
+from mandrill.adapters import crawl_state, export, http, ssrf
 from mandrill.commands import crawl_options, progress
 from mandrill.domain.crawl import engine, urls
 from mandrill.domain.crawl.job import Tally
@@ -130,6 +130,13 @@ def add_local_flags(parser: argparse.ArgumentParser) -> None:
         help="seconds between progress lines when stderr is not a terminal "
         f"(default: {progress.PLAIN_INTERVAL:g})",
     )
+    group.add_argument(
+        "--resume",
+        metavar="STATE",
+        type=crawl_state.state_file,
+        help="keep the crawl's state in this SQLite file, and continue the crawl it holds; "
+        "the output is written from the state at the end (or when stopped)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 format_name=args.format,
                 display=display,
                 announce=not args.quiet,
+                state=args.resume,
             )
         )
     except KeyboardInterrupt:  # a Ctrl-C before our handlers were in place
@@ -163,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mandrill crawl: cannot write {output.name}: {reason}", file=sys.stderr)
     if not args.quiet:
         print(summary(ended, output=output.name, format_name=args.format), file=sys.stderr)
+        if ended.signum is not None and args.resume is not None:
+            print(f"mandrill crawl: --resume {args.resume} continues it", file=sys.stderr)
     return ended.exit_status
 
 
@@ -384,13 +394,27 @@ async def _crawl(
     format_name: str,
     display: progress.Display,
     announce: bool,
+    state: pathlib.Path | None = None,
 ) -> Ended:
     """Crawl into `output` with progress on `display` until done, stopped, or the output fails."""
     started = time.monotonic()
     stopper = _Stopper(loop=asyncio.get_running_loop(), announce=announce)
     writer = export.open_writer(format_name, output.stream)
     sink = _Sink(writer=writer, stream=output.stream, on_error=stopper.on_error)
-    task = stopper.task = asyncio.create_task(_fetch_all(spec, policy=policy, sink=sink))
+    if state is None:
+        work = _fetch_all(spec, policy=policy, sink=sink)
+    else:
+        # Every outcome goes to the state file; the output is written from it
+        # at the end (earlier runs' pages too), so here they are only counted.
+        work = crawl_state.crawl(
+            spec,
+            state=state,
+            policy=policy,
+            writer=writer,
+            on_page=sink.tally.add,
+            notice=lambda line: print(f"mandrill crawl: {line}", file=sys.stderr),
+        )
+    task = stopper.task = asyncio.create_task(work)
     stopper.install()
 
     def snapshot() -> progress.Snapshot:

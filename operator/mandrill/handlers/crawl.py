@@ -9,10 +9,10 @@ runs, so the object goes only once the crawl has stopped; `cancellation_*`
 bound how long kopf waits before it cancels the daemon itself.
 
 The `when` filter keeps finished jobs (Succeeded or Failed) from ever getting
-a daemon again, so an operator restart crawls only the unfinished ones, from
-scratch (see mandrill.domain.crawl.job_run). The filter also trips on the job's
-own final status patch; that stop is not a reason to cancel, since the run is
-only posting its last Events.
+a daemon again, so an operator restart crawls only the unfinished ones, each
+resumed from its frontier in the store (see mandrill.domain.crawl.job_run).
+The filter also trips on the job's own final status patch; that stop is not a
+reason to cancel, since the run is only posting its last Events.
 
 With leader election, a standby's daemons wait (kopf starts one per
 unfinished job in every replica) and crawl only once this process leads.

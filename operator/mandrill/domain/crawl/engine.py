@@ -22,6 +22,14 @@ The event loop must never stall on one page, so decoding and parsing of any
 body larger than a few KiB runs in a worker thread (`pages.examine`), and the
 bookkeeping over a page's links yields to the loop between batches.
 
+Resuming. A crawl given a `frontier.FrontierLog` tells it each admission,
+redirect hop, retry and robots.txt read, buffered beside the outcomes (see
+`frontier` for the rules); a crawl given a `frontier.Resumption` starts from
+one: its pending URLs queued in admission order, its seen set, URL budget and
+counters restored, robots.txt policies as they were read. Seeds are admitted
+all before the first outcome is recorded, so a stored frontier holds every
+seed or none.
+
 Cancellation (the operator cancels crawls on shutdown or deletion) is never
 swallowed: the workers and retry timers live in a TaskGroup, so cancelling
 `crawl` stops them all promptly. The total timeout ends the crawl the same way
@@ -38,7 +46,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from mandrill.domain.crawl import pages, urls
+from mandrill.domain.crawl import frontier, pages, urls
 from mandrill.domain.crawl.models import (
     CrawlSpec,
     CrawlStats,
@@ -57,11 +65,18 @@ LINK_BATCH = 1000
 """Links handled between yields to the event loop."""
 
 
-async def crawl(spec: CrawlSpec, *, fetcher: Fetcher, sink: ResultSink) -> CrawlStats:
-    """Crawl from `spec.seeds` until the frontier is exhausted or the total timeout passes."""
-    return await _Crawl(
-        spec=spec, politeness=Politeness(spec=spec, fetcher=fetcher), sink=sink
-    ).run()
+async def crawl(
+    spec: CrawlSpec,
+    *,
+    fetcher: Fetcher,
+    sink: ResultSink,
+    log: frontier.FrontierLog = frontier.NO_LOG,
+    resume: frontier.Resumption | None = None,
+) -> CrawlStats:
+    """Crawl from `spec.seeds` (or from `resume`) until the frontier is exhausted or the
+    total timeout passes; `log` hears what a later resumption needs."""
+    politeness = Politeness(spec=spec, fetcher=fetcher, log=log)
+    return await _Crawl(spec=spec, politeness=politeness, sink=sink, log=log).run(resume)
 
 
 @attrs.frozen
@@ -79,10 +94,13 @@ class _Crawl:
     spec: CrawlSpec
     politeness: Politeness
     sink: ResultSink
+    log: frontier.FrontierLog
     queue: asyncio.Queue[_Item] = attrs.Factory(asyncio.Queue)
     seen: set[str] = attrs.Factory(set)
     known: set[str] = attrs.Factory(set)
     failures: collections.Counter[str] = attrs.Factory(collections.Counter)
+    hops: dict[str, list[str]] = attrs.Factory(dict)
+    """Redirect hops followed so far, by the URL that was scheduled."""
     done: asyncio.Event = attrs.Factory(asyncio.Event)
     tasks: asyncio.TaskGroup | None = None
     admitted: int = 0
@@ -94,14 +112,17 @@ class _Crawl:
     bytes_read: int = 0
     started: float = 0.0
 
-    async def run(self) -> CrawlStats:
+    async def run(self, resume: frontier.Resumption | None) -> CrawlStats:
         self.started = time.monotonic()
         deadline = asyncio.timeout(self.spec.total_timeout)
         try:
             async with deadline, asyncio.TaskGroup() as tasks:
                 self.tasks = tasks
                 workers = [tasks.create_task(self._work()) for _ in range(self.spec.concurrency)]
-                await self._admit_seeds()
+                if resume is None:
+                    await self._admit_seeds()
+                else:
+                    self._restore(resume)
                 await self.done.wait()
                 for worker in workers:
                     worker.cancel()
@@ -122,29 +143,56 @@ class _Crawl:
     async def _admit_seeds(self) -> None:
         # Hold one pending unit while admitting, so an early outcome (an invalid
         # seed, a fast page) cannot bring the count to zero before all are in.
+        # Every valid seed is admitted before any outcome is recorded (see above).
         self.pending += 1
+        invalid: list[str] = []
         for raw in self.spec.seeds:
             url = urls.canonicalize(raw)
             if url is None:
-                result = PageResult(
-                    url=raw,
-                    depth=0,
-                    final_url=raw,
-                    error=ErrorKind.INVALID_URL,
-                    message="not an absolute http(s) URL",
-                )
-                self.rejected += 1
-                self.pending += 1
-                await self._finish(result, ())
+                invalid.append(raw)
             elif url not in self.seen and self.admitted < self.spec.max_pages:
-                self._admit(url, depth=0)
+                self._admit(url, depth=0, parent=None)
+        for raw in invalid:
+            result = PageResult(
+                url=raw,
+                depth=0,
+                final_url=raw,
+                error=ErrorKind.INVALID_URL,
+                message="not an absolute http(s) URL",
+            )
+            self.rejected += 1
+            self.pending += 1
+            await self._finish(result, ())
         self._settle()
 
-    def _admit(self, url: str, *, depth: int) -> None:
+    def _restore(self, resume: frontier.Resumption) -> None:
+        """Continue a stored crawl: its pending URLs queued, its counts and seen set taken."""
+        counts = resume.counts
+        self.seen.update(resume.seen)
+        self.known.update(resume.seen)
+        self.known.update(resume.linked)
+        self.admitted = resume.admitted
+        self.rejected = resume.rejected
+        self.outcomes = counts.outcomes
+        self.pages_ok = counts.pages_ok
+        self.failures.update(counts.failures)
+        self.edges = counts.edges
+        self.bytes_read = counts.bytes
+        self.politeness.restore(resume.robots)
+        self.pending += 1
+        for pending in resume.pending:
+            self.pending += 1
+            self.queue.put_nowait(
+                _Item(url=pending.url, depth=pending.depth, attempt=pending.attempt)
+            )
+        self._settle()
+
+    def _admit(self, url: str, *, depth: int, parent: str | None) -> None:
         self.seen.add(url)
         self.known.add(url)
         self.admitted += 1
         self.pending += 1
+        self.log.admitted(url, depth=depth, parent=parent, ordinal=self.admitted)
         self.queue.put_nowait(_Item(url=url, depth=depth))
 
     async def _work(self) -> None:
@@ -191,6 +239,7 @@ class _Crawl:
                 return
             self.seen.add(target)
             chain.append(target)
+            self.hops[item.url] = chain
             url = target
         raise AssertionError("unreachable: the last hop always ends the loop")  # pragma: no cover
 
@@ -231,7 +280,7 @@ class _Crawl:
         if isinstance(examined, Failure):
             await self._fail(item, response.url, examined)
             return
-        await self._note_links(examined, depth=item.depth)
+        await self._note_links(examined, depth=item.depth, parent=response.url)
         await self._finish_item(
             item,
             final_url=response.url,
@@ -242,13 +291,13 @@ class _Crawl:
             edges=examined.edges,
         )
 
-    async def _note_links(self, analysis: pages.Analysis, *, depth: int) -> None:
+    async def _note_links(self, analysis: pages.Analysis, *, depth: int, parent: str) -> None:
         self.known.update(analysis.edges.targets)
         for index, target in enumerate(analysis.follow, start=1):
             if self.admitted >= self.spec.max_pages:
                 break
             if target not in self.seen:
-                self._admit(target, depth=depth + 1)
+                self._admit(target, depth=depth + 1, parent=parent)
             if index % LINK_BATCH == 0:
                 await asyncio.sleep(0)
 
@@ -257,6 +306,8 @@ class _Crawl:
             delay = self.spec.retry_backoff * 2 ** (item.attempt - 1) * random.uniform(0.8, 1.2)
         delay = min(delay, self.spec.max_retry_delay)
         assert self.tasks is not None
+        self.hops.pop(item.url, None)
+        self.log.retrying(item.url, attempt=item.attempt + 1)
         self.tasks.create_task(self._requeue(attrs.evolve(item, attempt=item.attempt + 1), delay))
 
     async def _requeue(self, item: _Item, delay: float) -> None:
@@ -300,6 +351,9 @@ class _Crawl:
             attempts=item.attempt,
             elapsed=time.monotonic() - started,
         )
+        chain = self.hops.pop(item.url, None)
+        if chain is not None:
+            self.log.redirected(chain[1:])
         await self._finish(result, edges)
 
     async def _finish(self, result: PageResult, edges: Sequence[Edge]) -> None:

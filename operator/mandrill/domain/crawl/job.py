@@ -17,7 +17,7 @@ from typing import Protocol
 
 import attrs
 
-from mandrill.domain.crawl import ports
+from mandrill.domain.crawl import frontier, ports
 from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
 
@@ -79,6 +79,27 @@ class Tally:
         self.bytes += result.size
         self.progress = progress
 
+    @classmethod
+    def resumed(
+        cls, resumption: frontier.Resumption, *, clock: Callable[[], datetime.datetime] = utc_now
+    ) -> Tally:
+        """The counters where a stored crawl stopped: a resumed run continues them."""
+        counts = resumption.counts
+        return cls(
+            pages_ok=counts.pages_ok,
+            pages_failed=sum(counts.failures.values()),
+            links=counts.edges,
+            bytes=counts.bytes,
+            errors=collections.Counter(counts.failures),
+            progress=Progress(
+                done=counts.outcomes,
+                scheduled=resumption.admitted + resumption.rejected,
+                failed=sum(counts.failures.values()),
+                elapsed=0.0,
+            ),
+            clock=clock,
+        )
+
 
 @attrs.frozen
 class StoredResults:
@@ -116,8 +137,8 @@ class SeedSource(Protocol):
         ...
 
 
-class BatchSink(ports.ResultSink, Protocol):
-    """A ResultSink that buffers; `flush` writes what is buffered."""
+class BatchSink(ports.ResultSink, frontier.FrontierLog, Protocol):
+    """A ResultSink that buffers, the crawl's frontier with it; `flush` writes what is buffered."""
 
     async def flush(self) -> None:
         """Write everything recorded so far; StoreError if the store refuses."""
@@ -127,8 +148,11 @@ class BatchSink(ports.ResultSink, Protocol):
 class JobStore(Protocol):
     """Where a job's pages and edges go."""
 
-    async def begin(self, job: JobRef, *, attempt: int, started: datetime.datetime) -> None:
-        """Forget any earlier attempt's rows and note this one; StoreError on failure."""
+    async def begin(
+        self, job: JobRef, *, attempt: int, started: datetime.datetime
+    ) -> frontier.Resumption | None:
+        """Note this attempt; the stored crawl to resume, or None (then any earlier rows
+        are forgotten and the crawl starts from scratch). StoreError on failure."""
         ...
 
     def sink(self, job: JobRef) -> BatchSink:
@@ -143,8 +167,15 @@ class JobStore(Protocol):
 class JobReporter(Protocol):
     """Status and Events of one CrawlJob. PermanentError("Gone") if it was deleted."""
 
-    async def started(self, *, attempt: int, seeds: int, started: datetime.datetime) -> None:
-        """Running: the crawl begins."""
+    async def started(
+        self,
+        *,
+        attempt: int,
+        seeds: int,
+        started: datetime.datetime,
+        resumed: Tally | None = None,
+    ) -> None:
+        """Running: the crawl begins, or resumes from the counters in `resumed`."""
         ...
 
     async def progress(self, status: crawl_status.CrawlJobStatus) -> None:

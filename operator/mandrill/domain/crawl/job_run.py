@@ -3,13 +3,14 @@
 No Kubernetes types: the handler passes the spec as a plain mapping and the
 ports (seed source, store, reporter, fetcher factory) as a `job.Context`.
 
-An attempt always starts from scratch. The engine's state (frontier, seen
-set, robots.txt policies, retry timers) lives in memory, and rebuilding it
-from stored rows would not give the crawl a single run gives (the maxPages
-budget and the frontier depend on the order pages came in). Crawls are
-bounded GETs, so fetching again is cheap and harmless; clearing the job's
-rows when an attempt begins, and writing with idempotent inserts, means the
-store and the status always describe exactly one complete run.
+An attempt resumes where the last one's store left off. The engine tells
+the store's sink, in the same batches as the outcomes, what a resumption
+needs (admitted URLs with depth and parent, redirect hops, retries,
+robots.txt: see `frontier`); when an attempt begins the store hands back
+that frontier, and the crawl continues from it: no URL with a stored outcome
+is fetched again, the counters and the maxPages budget carry on, and the
+status and an Event say it resumed. A job with no stored frontier (new, or
+killed before its first batch) starts from scratch on cleared rows.
 
 What the schema cannot check (a ConfigMap that is missing, a key without a
 valid URL, a regular expression Python rejects) ends the job Failed with a
@@ -28,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from mandrill.domain.crawl import engine, urls
+from mandrill.domain.crawl import engine, frontier, urls
 from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.crawl.job import (
     PROGRESS_INTERVAL,
@@ -158,10 +159,17 @@ async def run(job: JobRef, *, raw_spec: Mapping[str, Any], attempt: int, ctx: Co
         )
     tally = Tally(clock=ctx.clock)
     try:
-        await ctx.store.begin(job, attempt=attempt, started=started)
-        await ctx.reporter.started(attempt=attempt, seeds=len(spec.seeds), started=started)
+        resumption = await ctx.store.begin(job, attempt=attempt, started=started)
+        if resumption is not None:
+            tally = Tally.resumed(resumption, clock=ctx.clock)
+        await ctx.reporter.started(
+            attempt=attempt,
+            seeds=len(spec.seeds),
+            started=started,
+            resumed=tally if resumption is not None else None,
+        )
         try:
-            stats = await _crawl(job, spec, tally=tally, ctx=ctx)
+            stats = await _crawl(job, spec, tally=tally, ctx=ctx, resume=resumption)
         except asyncio.CancelledError:
             await _record_interruption(ctx, tally)
             raise
@@ -187,13 +195,20 @@ async def _record_interruption(ctx: Context, tally: Tally) -> None:
     """The operator is stopping this crawl: leave its progress in status, saying what next.
 
     Best effort and bounded (the process is on its way out); the job stays
-    unfinished, so the next operator instance crawls it again from scratch."""
+    unfinished, so the next operator instance resumes it."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(3):
             await ctx.reporter.progress(crawl_status.interrupted(tally))
 
 
-async def _crawl(job: JobRef, spec: CrawlSpec, *, tally: Tally, ctx: Context) -> CrawlStats:
+async def _crawl(
+    job: JobRef,
+    spec: CrawlSpec,
+    *,
+    tally: Tally,
+    ctx: Context,
+    resume: frontier.Resumption | None,
+) -> CrawlStats:
     sink = ctx.store.sink(job)
     publisher = ProgressPublisher(
         snapshot=lambda: crawl_status.counters(tally),
@@ -203,8 +218,14 @@ async def _crawl(job: JobRef, spec: CrawlSpec, *, tally: Tally, ctx: Context) ->
     recorder = _Recorder(sink=sink, tally=tally, publisher=publisher)
     failure: StoreError | None = None
     try:
-        async with ctx.open_fetcher(spec) as fetcher:
-            stats = await engine.crawl(spec, fetcher=fetcher, sink=recorder)
+        try:
+            async with ctx.open_fetcher(spec) as fetcher:
+                stats = await engine.crawl(
+                    spec, fetcher=fetcher, sink=recorder, log=sink, resume=resume
+                )
+        except asyncio.CancelledError:
+            await _flush_on_the_way_out(sink)
+            raise
         await sink.flush()
     except* StoreError as group:
         # The engine's TaskGroup wraps what a worker raised; one store failure is enough to say.
@@ -214,6 +235,16 @@ async def _crawl(job: JobRef, spec: CrawlSpec, *, tally: Tally, ctx: Context) ->
     if failure is not None:
         raise failure
     return stats
+
+
+async def _flush_on_the_way_out(sink: BatchSink) -> None:
+    """The crawl is being stopped: write what is buffered, so the next attempt redoes less.
+
+    Best effort and bounded, like the last progress write; whatever is not
+    written is simply pending again for the next attempt."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(3):
+            await sink.flush()
 
 
 def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:

@@ -5,17 +5,20 @@ Every request of a crawl (pages and robots.txt alike) goes through
 once, and a host whose robots.txt sets Crawl-delay gets its request starts
 spaced by that delay. robots.txt is fetched once per origin, under a lock so
 concurrent workers do not fetch it twice, and kept for the crawl; what a
-failed fetch of it means follows RFC 9309 (see `robots`).
+failed fetch of it means follows RFC 9309 (see `robots`). What was read is
+also told to the frontier log, so a resumed crawl starts with the same
+policies (`restore`) instead of asking each origin again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
 import attrs
 
-from mandrill.domain.crawl import pages, robots, urls
+from mandrill.domain.crawl import frontier, pages, robots, urls
 from mandrill.domain.crawl.models import CrawlSpec, ErrorKind, FetchFailure, FetchResult
 from mandrill.domain.crawl.ports import BodyFilter, Fetcher
 
@@ -38,6 +41,14 @@ class Politeness:
     hosts: dict[str, _Host] = attrs.Factory(dict)
     policies: dict[str, robots.RobotsPolicy | FetchFailure] = attrs.Factory(dict)
     robots_locks: dict[str, asyncio.Lock] = attrs.Factory(dict)
+    log: frontier.FrontierLog = frontier.NO_LOG
+
+    def restore(self, records: Iterable[frontier.RobotsRecord]) -> None:
+        """Take the robots.txt policies a stored crawl had read (and their Crawl-delay)."""
+        for record in records:
+            policy = self.policies[record.origin] = record.policy()
+            if isinstance(policy, robots.RobotsPolicy):
+                self._apply_delay(record.origin, policy)
 
     async def refusal(self, url: str) -> pages.Failure | None:
         """Why robots.txt keeps the crawl from `url`; None when it may be fetched."""
@@ -50,7 +61,9 @@ class Politeness:
             async with lock:
                 policy = self.policies.get(origin)
                 if policy is None:
-                    policy = self.policies[origin] = await self._load_robots(origin)
+                    policy, text = await self._load_robots(origin)
+                    self.policies[origin] = policy
+                    self.log.robots(frontier.RobotsRecord.of(origin, policy, text=text))
         if isinstance(policy, FetchFailure):
             return pages.Failure(kind=policy.kind, message=f"robots.txt: {policy.message}")
         if not policy.allows(url, user_agent=self.spec.user_agent):
@@ -75,7 +88,8 @@ class Politeness:
 
     async def _load_robots(  # noqa: PLR0911 - one return per RFC 9309 case
         self, origin: str
-    ) -> robots.RobotsPolicy | FetchFailure:
+    ) -> tuple[robots.RobotsPolicy | FetchFailure, str | None]:
+        """The origin's policy, and the robots.txt text it was parsed from (if any)."""
         url = f"{origin}/robots.txt"
         for _ in range(ROBOTS_MAX_REDIRECTS + 1):
             outcome = await self.fetch(
@@ -83,12 +97,12 @@ class Politeness:
             )
             if isinstance(outcome, FetchFailure):
                 if outcome.kind is ErrorKind.TOO_LARGE:
-                    return robots.RobotsPolicy.allow_all()
-                return outcome
+                    return robots.RobotsPolicy.allow_all(), None
+                return outcome, None
             if outcome.status in pages.REDIRECT_STATUSES and outcome.location is not None:
                 target = pages.redirect_target(url, outcome.location)
                 if target is None:
-                    return robots.RobotsPolicy.allow_all()
+                    return robots.RobotsPolicy.allow_all(), None
                 url = target
                 continue
             if 200 <= outcome.status < 300:
@@ -97,16 +111,18 @@ class Politeness:
                     policy = await asyncio.to_thread(robots.RobotsPolicy.parse, text)
                 else:
                     policy = robots.RobotsPolicy.parse(text)
-                host = self._host(urls.authority_of(origin + "/"))
-                host.delay = policy.crawl_delay(user_agent=self.spec.user_agent)
-                host.next_start = time.monotonic() + host.delay
-                return policy
+                self._apply_delay(origin, policy)
+                return policy, text
             if outcome.status >= 500:
-                return robots.RobotsPolicy.unavailable(
-                    f"robots.txt unavailable (HTTP {outcome.status}), so all is disallowed"
-                )
-            return robots.RobotsPolicy.allow_all()
-        return robots.RobotsPolicy.allow_all()
+                reason = f"robots.txt unavailable (HTTP {outcome.status}), so all is disallowed"
+                return robots.RobotsPolicy.unavailable(reason), None
+            return robots.RobotsPolicy.allow_all(), None
+        return robots.RobotsPolicy.allow_all(), None
+
+    def _apply_delay(self, origin: str, policy: robots.RobotsPolicy) -> None:
+        host = self._host(urls.authority_of(origin + "/"))
+        host.delay = policy.crawl_delay(user_agent=self.spec.user_agent)
+        host.next_start = time.monotonic() + host.delay
 
     def _host(self, authority: str) -> _Host:
         host = self.hosts.get(authority)

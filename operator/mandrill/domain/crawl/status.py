@@ -1,7 +1,8 @@
 """The CrawlJob status codec: the one place that reads and builds a CrawlJob's `status`.
 
 Typed as crds/crawljob.yaml declares it. A run writes three kinds of status:
-`started` (Running, every counter of an earlier attempt cleared), `counters`
+`started` (Running, every counter of an earlier attempt cleared, or carried
+on from the store when the attempt resumes an interrupted crawl), `counters`
 as pages come in (and once more, with a message, when a shutdown interrupts
 the crawl), and `final` (phase, the engine's exact numbers, where the results
 are, conditions). Whether a job is finished is read here too.
@@ -65,18 +66,32 @@ def is_finished(status: Mapping[str, Any]) -> bool:
 
 
 def started(
-    *, attempt: int, seeds: int, when: datetime.datetime, job: JobRef
+    *,
+    attempt: int,
+    seeds: int,
+    when: datetime.datetime,
+    job: JobRef,
+    resumed: Tally | None = None,
 ) -> tuple[CrawlJobStatus, str]:
-    """Running, with the counters of any earlier attempt cleared; and what to say about it."""
+    """Running, with the counters of any earlier attempt cleared (or, resuming, carried on
+    from `resumed`); the reason, which is also the Event's, and what to say about it."""
     again = attempt > 1
-    message = (
-        f"attempt {attempt}: an earlier crawl was interrupted; crawling again from scratch"
-        if again
-        else f"crawling from {seeds} seed URL{'s' if seeds != 1 else ''}"
-    )
+    if resumed is not None:
+        p = resumed.progress
+        reason = "Resumed"
+        message = (
+            f"attempt {attempt}: resumed an interrupted crawl at {p.done} of {p.scheduled} "
+            f"URLs done; {p.scheduled - p.done} pending"
+        )
+    elif again:
+        reason = "Restarted"
+        message = f"attempt {attempt}: an earlier crawl stored nothing; crawling from scratch"
+    else:
+        reason = "Crawling"
+        message = f"crawling from {seeds} seed URL{'s' if seeds != 1 else ''}"
     status = CrawlJobStatus(
         phase="Running",
-        reason="Restarted" if again else "Crawling",
+        reason=reason,
         message=message,
         attempts=attempt,
         seeds=seeds,
@@ -93,6 +108,8 @@ def started(
         uniqueLinks=None,
         conditions=None,
     )
+    if resumed is not None:
+        status.update(counters(resumed))
     return status, message
 
 
@@ -119,7 +136,7 @@ def interrupted(tally: Tally) -> CrawlJobStatus:
     status = counters(tally)
     status["message"] = (
         "interrupted by an operator shutdown at the counts shown; "
-        "the next operator instance crawls it again from scratch"
+        "the next operator instance resumes it from the store"
     )
     return status
 
