@@ -8,15 +8,17 @@ last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient
 
@@ -125,3 +127,50 @@ async def object_until(
     except AssertionError as e:
         status = "gone" if seen[0] is None else seen[0].get("status")
         raise AssertionError(f"{e}\nits status as last seen: {status}") from None
+
+
+@contextlib.asynccontextmanager
+async def deletions(cluster: Cluster, ns: str) -> AsyncIterator[list[str]]:
+    """UIDs of pods deleted in `ns` while the block runs (a watch that survives API restarts)."""
+    deleted: list[str] = []
+    known: set[str] = set()
+
+    async def record() -> None:
+        """List, then watch; after any break (the API server went away) list again and
+        count the pods that vanished meanwhile as deleted."""
+        while True:
+            api = await cluster.api_client()
+            try:
+                async with api:
+                    core = client.CoreV1Api(api)
+                    listed = await core.list_namespaced_pod(ns)
+                    now = {p.metadata.uid for p in listed.items}
+                    deleted.extend(known - now)
+                    known.clear()
+                    known.update(now)
+                    w = watch.Watch()
+                    async for event in w.stream(
+                        core.list_namespaced_pod,
+                        ns,
+                        resource_version=listed.metadata.resource_version,
+                        timeout_seconds=30,
+                    ):
+                        uid = event["object"].metadata.uid
+                        if event["type"] == "DELETED":
+                            if uid in known:
+                                deleted.append(uid)
+                            known.discard(uid)
+                        else:
+                            known.add(uid)
+            except Exception:  # the API server may be down: list and watch again
+                await asyncio.sleep(0.5)
+
+    task = asyncio.create_task(record())
+    await asyncio.sleep(0.5)
+    try:
+        yield deleted
+    finally:
+        await asyncio.sleep(2)  # stray deletions would show up now
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

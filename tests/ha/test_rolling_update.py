@@ -28,12 +28,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
 from tests.crawljob.conftest import MakeNamespace
-from tests.incluster.test_termination import _watching
 from tests.node.conftest import NODE_SCRIPT
 from tests.operator_process import InClusterOperator
 from tests.postgres import PostgresServer
@@ -88,11 +86,6 @@ async def test_rolling_update_with_requests_flowing_loses_and_doubles_nothing(
     targets = {p.metadata.uid for p in pods}
     first_holder = _holder(installed)
     assert first_holder, "no replica holds the Lease"
-    deleted: collections.Counter[str] = collections.Counter()
-
-    def seen(kind: str, pod: client.V1Pod) -> None:
-        if kind == "DELETED":
-            deleted[pod.metadata.uid] += 1
 
     async def publish() -> list[str]:
         uids = []
@@ -102,18 +95,18 @@ async def test_rolling_update_with_requests_flowing_loses_and_doubles_nothing(
             await asyncio.sleep(0.5)
         return uids
 
-    async with _watching(api, ns, None, seen):
+    async with kube.deletions(installed.cluster, ns) as deleted:
         publishing = asyncio.create_task(publish())
         await asyncio.sleep(3)
         installed.kubectl("rollout", "restart", f"deployment/{installed.deployment}")
         await asyncio.to_thread(installed.rolled_out)
         uids = await publishing
         bodies = [await rr.finished(api, ns, f"r{i:02d}", within=120) for i in range(TARGETS)]
-        await asyncio.sleep(1)  # deletions that would follow the statuses are seen too
 
     assert [b["status"]["phase"] for b in bodies] == ["Succeeded"] * TARGETS
-    assert set(deleted) == targets, "a pod other than the targets was deleted"
-    assert all(n == 1 for n in deleted.values()), deleted
+    counted = collections.Counter(deleted)
+    assert set(counted) == targets, "a pod other than the targets was deleted"
+    assert all(n == 1 for n in counted.values()), counted
     rows = postgres.psql(
         "SELECT request_uid, count(*) FROM restart_journal GROUP BY request_uid", ha
     ).split()

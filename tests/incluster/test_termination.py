@@ -31,6 +31,7 @@ import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 
+from tests import kube
 from tests.crawljob.conftest import MakeNamespace
 from tests.kube import eventually
 from tests.operator_process import InClusterOperator
@@ -188,13 +189,7 @@ async def test_termination_drains_and_the_replacement_resumes_exactly_once(
 ) -> None:
     grace, drain = _settings(pod_template)
     ns = await make_namespace("rr-")
-    deleted: collections.Counter[str] = collections.Counter()
-
-    def target_event(kind: str, pod: client.V1Pod) -> None:
-        if kind == "DELETED":
-            deleted[pod.metadata.uid] += 1
-
-    async with _watching(api, ns, None, target_event):
+    async with kube.deletions(installed.cluster, ns) as deleted:
         uid, targets = await _held_request(api, ns, "inflight")
         ended = await _terminate(api, installed, how, grace)
 
@@ -208,12 +203,12 @@ async def test_termination_drains_and_the_replacement_resumes_exactly_once(
             "held", ns, {"spec": {"minAvailable": 0}}
         )
         done = await rr.finished(api, ns, "inflight", within=120)
-        await asyncio.sleep(1)  # deletions that would follow the status are seen too
 
     status = done["status"]
     assert status["phase"] == "Succeeded", status
     assert status["restarted"] == 6
     assert status["attempts"] >= 2
-    assert set(deleted) == targets, "a pod other than the six targets was deleted"
-    assert all(n == 1 for n in deleted.values()), deleted
+    counted = collections.Counter(deleted)
+    assert set(counted) == targets, "a pod other than the six targets was deleted"
+    assert all(n == 1 for n in counted.values()), counted
     assert len(installed.journal_rows(uid)) == 1

@@ -25,12 +25,11 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
-from tests.kube import eventually
+from tests.kube import deletions, eventually
 from tests.leader import leases
 from tests.leader.conftest import Electors
 from tests.leader.test_failover import _acknowledged, _all_acknowledged, _one_request_per_pod
 from tests.restart import rr
-from tests.restart.test_faults import deletions
 
 MakeNamespace = Callable[[str], Awaitable[str]]
 SHORT = (

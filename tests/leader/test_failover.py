@@ -25,12 +25,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
-from tests.kube import eventually
+from tests.kube import deletions, eventually
 from tests.leader import leases
 from tests.leader.conftest import LEASE, Electors
 from tests.operator_process import OperatorProcess
 from tests.restart import rr
-from tests.restart.test_faults import deletions
 
 MakeNamespace = Callable[[str], Awaitable[str]]
 FAILOVER_BOUND = 15 + 2

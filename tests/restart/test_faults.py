@@ -7,72 +7,24 @@ target must be deleted exactly once, and no replacement pod at all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import pathlib
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
 from tests import kube
-from tests.kube import eventually
+from tests.kube import deletions, eventually
 from tests.operator_process import OperatorProcess
 from tests.restart import rr
 
 MakeNamespace = Callable[[str], Awaitable[str]]
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-@contextlib.asynccontextmanager
-async def deletions(cluster: kube.Cluster, ns: str) -> AsyncIterator[list[str]]:
-    """UIDs of pods deleted in `ns` while the block runs (a watch that survives API restarts)."""
-    deleted: list[str] = []
-    known: set[str] = set()
-
-    async def record() -> None:
-        """List, then watch; after any break (the API server went away) list again and
-        count the pods that vanished meanwhile as deleted."""
-        while True:
-            api = await cluster.api_client()
-            try:
-                async with api:
-                    core = client.CoreV1Api(api)
-                    listed = await core.list_namespaced_pod(ns)
-                    now = {p.metadata.uid for p in listed.items}
-                    deleted.extend(known - now)
-                    known.clear()
-                    known.update(now)
-                    w = watch.Watch()
-                    async for event in w.stream(
-                        core.list_namespaced_pod,
-                        ns,
-                        resource_version=listed.metadata.resource_version,
-                        timeout_seconds=30,
-                    ):
-                        uid = event["object"].metadata.uid
-                        if event["type"] == "DELETED":
-                            if uid in known:
-                                deleted.append(uid)
-                            known.discard(uid)
-                        else:
-                            known.add(uid)
-            except Exception:  # the API server may be down: list and watch again
-                await asyncio.sleep(0.5)
-
-    task = asyncio.create_task(record())
-    await asyncio.sleep(0.5)
-    try:
-        yield deleted
-    finally:
-        await asyncio.sleep(2)  # stray deletions would show up now
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _requests_per_pod(api: ApiClient, ns: str, pods: list[client.V1Pod]) -> None:
