@@ -196,6 +196,15 @@ async def test_three_workers_make_one_indexed_job_as_the_contract_says(
     assert {("Normal", "WorkersStarted"), ("Warning", "Failed")} <= reasons
 
 
+def metric(op: OperatorProcess, sample: str) -> float:
+    """One sample's value from the operator's /metrics (0 if absent)."""
+    for line in op.metrics().splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0
+
+
 async def _at_least(listing: Any, n: int) -> list[dict[str, Any]] | None:
     found: list[dict[str, Any]] = await listing
     return found if len(found) >= n else None
@@ -273,6 +282,7 @@ async def test_finished_rows_and_a_completed_job_end_succeeded_with_their_counte
     finally:
         await conn.close()
     assert phase == "Succeeded"
+    assert metric(workers_operator, 'mandrill_crawl_worker_jobs_total{event="succeeded"}') >= 1
 
 
 async def test_deleting_the_crawljob_removes_its_job_and_pods_at_once(
@@ -315,6 +325,7 @@ async def test_deleting_the_crawljob_removes_its_job_and_pods_at_once(
     assert took < 10, f"took {took:.1f}s"
     # The CrawlJob's own daemon deleted them (not the sweep, seconds later).
     assert "workers stopped: their Job and pods deleted" in pending_operator.log_since(offset)
+    assert metric(pending_operator, 'mandrill_crawl_worker_jobs_total{event="deleted"}') >= 1
     print(f"CrawlJob, Job and 3 pods gone {took:.2f}s after the delete")
 
 

@@ -26,7 +26,7 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from mandrill import resources
-from mandrill.adapters import crawl_jobs, kube
+from mandrill.adapters import crawl_jobs, kube, metrics
 from mandrill.domain.crawl import workers
 from mandrill.domain.crawl.job import JobRef
 from mandrill.domain.crawl.worker_status import JobState
@@ -77,6 +77,8 @@ class KubeWorkerJobs:
         except ApiException as e:
             if e.status != 409:
                 raise
+        else:
+            metrics.CRAWL_WORKER_JOBS.labels("created").inc()
         log.info("worker Job %s/%s created", self.namespace, manifest["metadata"]["name"])
 
     async def delete(self, job: JobRef) -> None:
@@ -97,6 +99,8 @@ class KubeWorkerJobs:
         except ApiException as e:
             if e.status != 404:
                 raise
+        else:
+            metrics.CRAWL_WORKER_JOBS.labels("deleted").inc()
         log.info("worker Job %s/%s deleted", self.namespace, name)
 
     async def _delete_pods(self, uid: str) -> None:

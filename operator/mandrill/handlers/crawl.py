@@ -119,6 +119,8 @@ async def crawl(
             await asyncio.shield(asyncio.ensure_future(_stop_workers(services, ref, logger)))
     else:
         logger.info("crawl %s: %s: %s", outcome.phase, outcome.reason, outcome.message)
+        if on_workers:
+            metrics.CRAWL_WORKER_JOBS.labels(str(outcome.phase).lower()).inc()
 
 
 _DELETED = kopf.DaemonStoppingReason.RESOURCE_DELETED
