@@ -10,7 +10,8 @@ with the store rows written as the workers would, it ends Succeeded with
 their counters; deleting the CrawlJob removes the Job and its pods within
 seconds; the sweep deletes a Job whose CrawlJob is gone and spares another
 installation's; SQLite with workers ends Failed WorkersNeedPostgreSQL with
-an Event; the CRD rejects workers 0 and 1000 on the server.
+an Event; the CRD rejects workers 0 and 1000 on the server; the operator
+reads its own image from its Pod.
 
 To write rows "before the Job completes" without racing kwok, a test holds
 an exclusive lock on crawl_frontier while it creates the CrawlJob and writes
@@ -30,6 +31,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
+from mandrill.adapters import worker_jobs as worker_jobs_adapter
 from tests import kube
 from tests.crawljob.conftest import (
     GROUP,
@@ -413,3 +415,29 @@ async def test_the_crd_defaults_workers_to_one_and_takes_thirty_two(
             stdin=crawljob("bounds", spec),
         )  # fmt: skip
         assert json.loads(done.stdout)["spec"]["workers"] == expected
+
+
+async def test_the_operator_reads_its_own_image_from_its_pod(
+    api: ApiClient, make_namespace: MakeNamespace
+) -> None:
+    ns = await make_namespace("cjw-image-")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mandrill-abc"},
+        "spec": {
+            "containers": [
+                {"name": "sidecar", "image": "registry.example/sidecar:1"},
+                {"name": "operator", "image": "registry.example/mandrill:9.9",
+                 "imagePullPolicy": "Always"},
+            ]
+        },
+    }  # fmt: skip
+    await client.CoreV1Api(api).create_namespaced_pod(ns, pod)
+    here = {"POD_NAME": "mandrill-abc", "POD_NAMESPACE": ns}
+    assert await worker_jobs_adapter.own_image(api, here) == (
+        "registry.example/mandrill:9.9",
+        "Always",
+    )
+    assert await worker_jobs_adapter.own_image(api, {**here, "POD_NAME": "not-a-pod"}) is None
+    assert await worker_jobs_adapter.own_image(api, {}) is None
