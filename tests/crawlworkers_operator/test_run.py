@@ -284,3 +284,18 @@ async def test_a_deleted_crawljob_ends_the_run() -> None:
     run.reporter.gone = True
     with pytest.raises(PermanentError, match="deleted"):
         await run(status={"workers": {"desired": 3}})
+
+
+async def test_a_look_that_changed_nothing_is_not_written_but_a_heartbeat_is() -> None:
+    same = (RUNNING, StoreProgress(pending=2, done=2, pages_ok=2))
+    run = make_run([same] * 8 + [(COMPLETE, DONE)])
+    outcome = await run(status={"phase": "Running", "workers": {"desired": 3}})
+    assert outcome.phase is Phase.SUCCEEDED
+    *progress, final = run.reporter.patches
+    # Looks 1 and 7 (the heartbeat, HEARTBEAT_LOOKS after the last write) of 8 alike.
+    assert len(progress) == 2
+    assert worker_run.HEARTBEAT_LOOKS == 6
+    first, beat = progress
+    assert first["progress"]["updatedAt"] == "2026-01-01T12:00:00.000000Z"
+    assert beat["progress"]["updatedAt"] == "2026-01-01T12:00:30.000000Z"
+    assert final["phase"] == "Succeeded"

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 5.0
 """Seconds between looks at the Job and the store (MANDRILL_WORKER_PROGRESS_INTERVAL)."""
+HEARTBEAT_LOOKS = 6
+"""A look that changed nothing is not written, but at least every this many looks is,
+so progress.updatedAt shows that the operator is still watching."""
 
 
 class WorkerJobs(Protocol):
@@ -95,6 +98,7 @@ async def run(
         return await _fail(
             ctx,
             job,
+            count=count,
             reason="WorkersNeedPostgreSQL",
             message=f"spec.workers is {count}: workers share their frontier in PostgreSQL, "
             "but the operator's store is SQLite; set MANDRILL_STORE_URL to a postgresql:// URL "
@@ -106,7 +110,9 @@ async def run(
         spec = await job_run.resolve_spec(job, raw_spec, seeds=ctx.seeds)
         settings = await ctx.settings()
     except PermanentError as e:
-        return await _fail(ctx, job, reason=e.reason, message=e.message, started=now, status=status)
+        return await _fail(
+            ctx, job, count=count, reason=e.reason, message=e.message, started=now, status=status
+        )
     name = f"{settings.namespace}/{workers.job_name(job)}"
     started = worker_status.started_at(status, default=now)
     first = status.get("workers") is None
@@ -116,12 +122,21 @@ async def run(
         workers=count,
         settings=settings,
     )
+    written: Mapping[str, Any] | None = None
+    looks = 0
     while True:
         try:
             state = await ctx.jobs.get(job)
             if state is None:
                 await _create(
-                    ctx, job, manifest, first=first, name=name, count=count, status=status
+                    ctx,
+                    job,
+                    manifest,
+                    first=first,
+                    name=name,
+                    count=count,
+                    started=started,
+                    status=status,
                 )
                 first = False
                 state = await ctx.jobs.get(job)
@@ -131,14 +146,15 @@ async def run(
                 raise
             # The API refused the Job (Forbidden, invalid): trying again would meet the same.
             return await _fail(
-                ctx, job, reason=e.reason, message=f"the worker Job: {e.message}", started=now,
-                status=status,
+                ctx, job, count=count, reason=e.reason, message=f"the worker Job: {e.message}",
+                started=now, status=status,
             )  # fmt: skip
         except StoreError as e:
             if first:  # the attempt could not begin: as a single-process crawl would end
                 return await _fail(
                     ctx,
                     job,
+                    count=count,
                     reason="StoreError",
                     message=f"the workers could not be started: {e}",
                     started=now,
@@ -168,14 +184,25 @@ async def run(
         if verdict.phase is not Phase.RUNNING:
             return await _end(ctx, job, verdict, progress, seen, seeds=len(spec.seeds),
                               started=started, status=status)  # fmt: skip
-        await _best_effort(
-            ctx.reporter.patch(
-                worker_status.running(
-                    verdict, progress, workers_status=seen, elapsed=elapsed, now=now, job=job
-                )
-            )
+        patch = worker_status.running(
+            verdict, progress, workers_status=seen, elapsed=elapsed, now=now, job=job
         )
+        looks += 1
+        if written is None or _news(patch, written) or looks >= HEARTBEAT_LOOKS:
+            await _best_effort(ctx.reporter.patch(patch))
+            written, looks = patch, 0
         await ctx.sleep(ctx.interval)
+
+
+def _news(patch: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
+    """Whether a progress patch says more than the last one written: the clock aside."""
+
+    def sans_clock(p: Mapping[str, Any]) -> dict[str, Any]:
+        progress = {k: v for k, v in (p.get("progress") or {}).items()
+                    if k not in ("elapsedSeconds", "updatedAt")}  # fmt: skip
+        return {**p, "progress": progress}
+
+    return sans_clock(patch) != sans_clock(written)
 
 
 async def _create(
@@ -186,12 +213,12 @@ async def _create(
     first: bool,
     name: str,
     count: int,
+    started: datetime.datetime,
     status: Mapping[str, Any],
 ) -> None:
     """Note the attempt in the store (the first time only), then create the Job."""
     attempt = int(status.get("attempts") or 0) + (1 if first else 0)
     if first:
-        started = ctx.clock()
         await ctx.store.begin(job, attempt=attempt, started=started)
         await ctx.reporter.patch(
             {
@@ -246,6 +273,7 @@ async def _fail(
     ctx: Context,
     job: JobRef,
     *,
+    count: int,
     reason: str,
     message: str,
     started: datetime.datetime,
@@ -255,7 +283,7 @@ async def _fail(
     ended = Outcome(
         phase=Phase.FAILED, reason=reason, message=message, started=started, finished=ctx.clock()
     )
-    seen = worker_status.WorkersStatus(job="", desired=0, active=0, ready=0, succeeded=0, failed=0)
+    seen = worker_status.workers(None, job="", desired=count)
     await _report(ctx, job, ended, seen, status)
     return ended
 
