@@ -7,7 +7,8 @@ the namespace's restricted Pod Security; status.workers follows the Job;
 a Job that completes (kwok completes pods without running them) with the
 frontier unfinished ends the CrawlJob Failed with the count of URLs left;
 with the store rows written as the workers would, it ends Succeeded with
-their counters; deleting the CrawlJob removes the Job and its pods within
+their counters; workers that exit 1 fail their indexes without a retry
+(podFailurePolicy) and the CrawlJob WorkersFailed; deleting the CrawlJob removes the Job and its pods within
 seconds; the sweep deletes a Job whose CrawlJob is gone and spares another
 installation's; SQLite with workers ends Failed WorkersNeedPostgreSQL with
 an Event; the CRD rejects workers 0 and 1000 on the server; the operator
@@ -441,3 +442,53 @@ async def test_the_operator_reads_its_own_image_from_its_pod(
     )
     assert await worker_jobs_adapter.own_image(api, {**here, "POD_NAME": "not-a-pod"}) is None
     assert await worker_jobs_adapter.own_image(api, {}) is None
+
+
+async def test_workers_that_exit_1_fail_their_index_and_the_crawljob(
+    api: ApiClient,
+    pending_operator: OperatorProcess,
+    make_namespace: MakeNamespace,
+    cleanup: list[str],
+) -> None:
+    ns = await make_namespace("cjp-")
+    uid = await create(api, ns, "broken", {"urls": [SEED], "workers": 2})
+    cleanup.append(uid)
+    pods = await eventually(lambda: _at_least(worker_pods(api, uid), 2), what="2 pods", within=30)
+    # What a kubelet reports for a worker that met an error it cannot get past.
+    now = "2026-01-01T00:00:00Z"
+    core = client.CoreV1Api(api)
+    for pod in pods:
+        await core.patch_namespaced_pod_status(
+            pod["metadata"]["name"],
+            WORKER_NAMESPACE,
+            {
+                "status": {
+                    "phase": "Failed",
+                    "containerStatuses": [
+                        {
+                            "name": "worker",
+                            "image": IMAGE,
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {
+                                "terminated": {
+                                    "exitCode": 1,
+                                    "reason": "Error",
+                                    "startedAt": now,
+                                    "finishedAt": now,
+                                }
+                            },
+                        }
+                    ],
+                }
+            },
+        )
+    status = (await finished(api, ns, "broken", within=60))["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "WorkersFailed"), status["message"]
+    assert status["message"].startswith("the worker Job failed (")
+    assert status["message"].endswith("every seed URL is left")
+    # podFailurePolicy FailIndex: exit 1 is final, no index was retried.
+    [job] = await worker_jobs(api, uid)
+    assert job["status"].get("failedIndexes") == "0,1"
+    assert len(await worker_pods(api, uid)) == 2
