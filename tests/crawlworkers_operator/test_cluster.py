@@ -9,8 +9,8 @@ frontier unfinished ends the CrawlJob Failed with the count of URLs left;
 with the store rows written as the workers would, it ends Succeeded with
 their counters; workers that exit 1 fail their indexes without a retry
 (podFailurePolicy) and the CrawlJob WorkersFailed; deleting the CrawlJob
-removes the Job and its pods within seconds; the sweep deletes a Job whose CrawlJob is gone and spares another
-installation's; SQLite with workers ends Failed WorkersNeedPostgreSQL with
+removes the Job and its pods within seconds; the sweep deletes a Job whose
+CrawlJob is gone and spares another installation's; SQLite with workers ends Failed WorkersNeedPostgreSQL with
 an Event; the CRD rejects workers 0 and 1000 on the server; the operator
 reads its own image from its Pod.
 
