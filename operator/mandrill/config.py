@@ -96,6 +96,22 @@ class Settings:
     """Seconds a leader may go without renewing before it stops acting and exits."""
     leader_election_retry_period: float = 2.0
     """Seconds between renewals, and the longest a standby waits between tries."""
+    worker_image: str = ""
+    """The image of CrawlJob worker pods when the operator cannot read its own Pod's
+    (POD_NAME and POD_NAMESPACE unset: not in a pod)."""
+    worker_namespace: str = ""
+    """Where worker Jobs run; empty: the operator's own (POD_NAMESPACE, or the pod's
+    ServiceAccount namespace file), where its store Secret is."""
+    store_secret: str = "mandrill-store"
+    """The Secret in the worker namespace that holds the PostgreSQL store URL..."""
+    store_secret_key: str = "url"
+    """...under this key: the workers' MANDRILL_STORE_URL, by secretKeyRef."""
+    worker_cpu_request: str = "100m"
+    worker_cpu_limit: str = "1"
+    worker_memory_request: str = "128Mi"
+    worker_memory_limit: str = "512Mi"
+    worker_progress_interval: float = 5.0
+    """Seconds between looks at a worker Job and the store, for the CrawlJob's status."""
 
 
 @attrs.frozen
@@ -178,6 +194,28 @@ OPTIONS = (
         "seconds between renewals and between a standby's tries",
         float,
     ),
+    Option(
+        "--worker-image",
+        "worker_image",
+        "image of CrawlJob worker pods when not read from the operator's own Pod",
+    ),
+    Option(
+        "--worker-namespace",
+        "worker_namespace",
+        "namespace of worker Jobs; empty: the operator's own (POD_NAMESPACE or the pod's)",
+    ),
+    Option("--store-secret", "store_secret", "Secret with the store URL, for worker pods"),
+    Option("--store-secret-key", "store_secret_key", "the key of the store URL in that Secret"),
+    Option("--worker-cpu-request", "worker_cpu_request", "CPU request of a worker pod"),
+    Option("--worker-cpu-limit", "worker_cpu_limit", "CPU limit of a worker pod"),
+    Option("--worker-memory-request", "worker_memory_request", "memory request of a worker pod"),
+    Option("--worker-memory-limit", "worker_memory_limit", "memory limit of a worker pod"),
+    Option(
+        "--worker-progress-interval",
+        "worker_progress_interval",
+        "seconds between looks at a worker Job and the store",
+        float,
+    ),
 )
 
 _KINDS: dict[Callable[[str], object], str] = {
@@ -251,6 +289,13 @@ def _is_port(v: object) -> bool:
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
+
+def _is_quantity(v: object) -> bool:
+    return bool(_QUANTITY.fullmatch(str(v)))
+
 
 _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "drain_timeout": (
@@ -277,6 +322,20 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "leader_election_namespace": (
         lambda v: v == "" or bool(_DNS_LABEL.fullmatch(str(v))),
         "is not a namespace name",
+    ),
+    "worker_namespace": (
+        lambda v: v == "" or bool(_DNS_LABEL.fullmatch(str(v))),
+        "is not a namespace name",
+    ),
+    "store_secret": (lambda v: bool(_DNS_NAME.fullmatch(str(v))), "is not a Secret name"),
+    "store_secret_key": (lambda v: bool(_SECRET_KEY.fullmatch(str(v))), "is not a Secret key"),
+    "worker_cpu_request": (_is_quantity, "is not a CPU quantity (100m, 1, 2.5)"),
+    "worker_cpu_limit": (_is_quantity, "is not a CPU quantity (100m, 1, 2.5)"),
+    "worker_memory_request": (_is_quantity, "is not a memory quantity (128Mi, 1Gi)"),
+    "worker_memory_limit": (_is_quantity, "is not a memory quantity (128Mi, 1Gi)"),
+    "worker_progress_interval": (
+        lambda v: isinstance(v, float) and 0.1 <= v <= 3600,
+        "is not a number of seconds in [0.1, 3600]",
     ),
     "leader_election_lease_duration": (
         lambda v: isinstance(v, int) and 1 <= v <= 3600,

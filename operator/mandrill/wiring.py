@@ -28,7 +28,17 @@ from kopf._cogs.structs import references  # kopf's own namespace matching, for 
 from kubernetes_asyncio.client import ApiClient
 
 from mandrill import resources, runtime
-from mandrill.adapters import crawl_jobs, events, kube, lease, metrics, schedules, ssrf
+from mandrill.adapters import (
+    crawl_jobs,
+    events,
+    kube,
+    lease,
+    metrics,
+    schedules,
+    ssrf,
+    worker_jobs,
+    worker_progress,
+)
 from mandrill.adapters.crawl_store import CrawlStore
 from mandrill.adapters.journal import StoreJournal
 from mandrill.adapters.journal_retry import JournalRetrier
@@ -44,6 +54,7 @@ from mandrill.application.schedule import ScheduleService
 from mandrill.application.schedule_ports import Ports as SchedulePorts
 from mandrill.config import Settings
 from mandrill.domain.crawl import job as crawl_job
+from mandrill.domain.crawl import worker_run, workers
 from mandrill.domain.errors import PermanentError, StoreError, TransientError
 from mandrill.domain.leadership import Timing
 from mandrill.domain.restart import process
@@ -86,6 +97,9 @@ class Services:
     schedules: ScheduleService = attrs.field(init=False)
     """One loop per RestartSchedule, publishing its runs as RestartRequests."""
     schedule_listing: KubeRequests = attrs.field(init=False)
+    worker_namespace: str | None = None
+    """Where worker Jobs go: the configured namespace, else the operator's own."""
+    _worker_settings: workers.WorkerSettings | None = None
     _draining: asyncio.Event = attrs.Factory(asyncio.Event)
 
     def __attrs_post_init__(self) -> None:
@@ -166,6 +180,72 @@ class Services:
             open_fetcher=crawl_jobs.fetcher_factory(self.crawl_policy),
         )
 
+    @property
+    def worker_jobs(self) -> worker_jobs.KubeWorkerJobs | None:
+        if self.worker_namespace is None:
+            return None
+        return worker_jobs.KubeWorkerJobs(api=self.api, namespace=self.worker_namespace)
+
+    def worker_context(
+        self, *, job: crawl_job.JobRef, body: Mapping[str, Any]
+    ) -> worker_run.Context:
+        """The ports of one CrawlJob run by worker pods."""
+        reporter = crawl_jobs.CrawlJobStatus(
+            api=self.api, job=job, body=body, events=self.events.post
+        )
+        return worker_run.Context(
+            seeds=crawl_jobs.ConfigMapSeeds(api=self.api),
+            store=fencing.FencedJobStore(self.crawl_store, self.leadership.check),
+            jobs=self.worker_jobs or _NoWorkerNamespace(),
+            progress=worker_progress.StoreProgressReader(self.crawl_store.db),
+            reporter=worker_jobs.WorkerReporter(
+                status=reporter, events=self.events.post, body=body
+            ),
+            settings=self.worker_settings,
+            shared_store=self.crawl_store.backend == "postgresql",
+            interval=self.settings.worker_progress_interval,
+        )
+
+    async def worker_settings(self) -> workers.WorkerSettings:
+        """The worker Jobs' settings, the image read from this operator's own Pod once
+        (else --worker-image); PermanentError when neither says."""
+        if self._worker_settings is not None:
+            return self._worker_settings
+        if self.worker_namespace is None:
+            raise PermanentError("NoWorkerNamespace", _NO_NAMESPACE)
+        s = self.settings
+        own = await worker_jobs.own_image(self.api)
+        image, pull = own if own is not None else (s.worker_image, "IfNotPresent")
+        if not image:
+            raise PermanentError(
+                "NoWorkerImage",
+                "the operator cannot tell its own image (no POD_NAME and POD_NAMESPACE from "
+                "the downward API) and --worker-image (MANDRILL_WORKER_IMAGE) is not set",
+            )
+        self._worker_settings = workers.WorkerSettings(
+            image=image,
+            pull_policy=pull,
+            namespace=self.worker_namespace,
+            store_secret=s.store_secret,
+            store_secret_key=s.store_secret_key,
+            resources=workers.Resources(
+                cpu_request=s.worker_cpu_request,
+                memory_request=s.worker_memory_request,
+                cpu_limit=s.worker_cpu_limit,
+                memory_limit=s.worker_memory_limit,
+            ),
+            log_format=s.log_format,
+            allow_private=s.crawl_allow_private,
+        )
+        log.info("worker pods: image %s in namespace %s", image, self.worker_namespace)
+        return self._worker_settings
+
+    async def stop_workers(self, job: crawl_job.JobRef) -> None:
+        """Delete a CrawlJob's worker Job and pods at once."""
+        jobs = self.worker_jobs
+        if jobs is not None:
+            await jobs.delete(job)
+
     def start(self, *, draining: asyncio.Event) -> None:
         """Lead at once (no election) or campaign; stop taking work once `draining` is set."""
         self._draining = draining
@@ -189,6 +269,12 @@ class Services:
         self.restarts.start()
         interval = self.settings.resync_interval
         self.tasks.spawn("resync", lambda: self.restarts.resync_every(interval))
+        jobs = self.worker_jobs
+        if jobs is not None:
+            serves = namespace_filter(self.settings.namespaces)
+            self.tasks.spawn(
+                "worker-sweep", lambda: worker_jobs.sweep_every(jobs, serves, interval)
+            )
         if self.elector is not None and self.election_lease is not None:
             self.tasks.spawn("take-over", self._take_over)
             self.events.post(
@@ -237,6 +323,23 @@ class Services:
         if self.election_api is not None:
             closers.append(("election API client", self.election_api.close))
         await close_in_order(closers)
+
+
+_NO_NAMESPACE = (
+    "the operator cannot tell its own namespace for worker Jobs (no POD_NAMESPACE, not in a "
+    "pod) and --worker-namespace (MANDRILL_WORKER_NAMESPACE) is not set"
+)
+
+
+@attrs.frozen
+class _NoWorkerNamespace:
+    """worker_run.WorkerJobs when there is nowhere to put them: every use says why."""
+
+    async def get(self, job: crawl_job.JobRef) -> None:
+        raise PermanentError("NoWorkerNamespace", _NO_NAMESPACE)
+
+    async def create(self, manifest: Mapping[str, Any]) -> None:
+        raise PermanentError("NoWorkerNamespace", _NO_NAMESPACE)
 
 
 async def _release(elector: Elector) -> None:
@@ -319,6 +422,7 @@ async def start(settings: Settings, *, draining: asyncio.Event) -> Services:
         elector=elector,
         election_lease=lease_store,
         election_api=election_api,
+        worker_namespace=settings.worker_namespace or lease.default_namespace(),
     )
     if elector is not None:
         elector.on_started = services.lead

@@ -143,6 +143,53 @@ def test_service_account_may_do_what_the_operator_does_and_no_more(
     assert can_but_should_not == []
 
 
+WORKER_ACCOUNT = "system:serviceaccount:mandrill-system:mandrill-crawl-worker"
+# In the operator's own namespace, for CrawlJob workers (deploy/rbac/crawl-workers.yaml) ...
+OWN_NAMESPACE_ALLOWED = [
+    *((verb, "jobs.batch") for verb in ("get", "list", "create", "delete")),
+    ("deletecollection", "pods"),
+    ("get", "pods"),
+]
+# ... and only there; nor may the operator change a Job, nor create pods itself.
+OWN_NAMESPACE_DENIED = [
+    ("update", "jobs.batch"),
+    ("patch", "jobs.batch"),
+    ("create", "pods"),
+    ("get", "secrets"),
+    ("create", "cronjobs.batch"),
+]
+
+
+@pytest.mark.usefixtures("operator_rbac")
+def test_operator_runs_workers_in_its_own_namespace_only_and_workers_may_do_nothing(
+    cluster: kube.Cluster, namespace: str
+) -> None:
+    own = ("-n", "mandrill-system")
+    assert [
+        (v, r)
+        for v, r in OWN_NAMESPACE_ALLOWED
+        if not can_i(cluster, v, r, *own, who=SERVICE_ACCOUNT)
+    ] == []
+    assert [
+        (v, r) for v, r in OWN_NAMESPACE_DENIED if can_i(cluster, v, r, *own, who=SERVICE_ACCOUNT)
+    ] == []
+    elsewhere = ("-n", namespace)
+    assert not can_i(cluster, "create", "jobs.batch", *elsewhere, who=SERVICE_ACCOUNT)
+    assert not can_i(cluster, "deletecollection", "pods", *elsewhere, who=SERVICE_ACCOUNT)
+    # The workers' account: not one right, anywhere.
+    for verb, resource in (("get", "secrets"), ("list", "pods"), ("get", "crawljobs.mandrill.dev"),
+                           ("patch", "crawljobs.mandrill.dev"), ("create", "events"),
+                           ("get", "jobs.batch")):  # fmt: skip
+        assert not can_i(cluster, verb, resource, *own, who=WORKER_ACCOUNT), (verb, resource)
+        assert not can_i(cluster, verb, resource, *elsewhere, who=WORKER_ACCOUNT), (verb, resource)
+    account = json.loads(
+        cluster.kubectl(
+            "-n", "mandrill-system", "get", "sa", "mandrill-crawl-worker", "-o", "json"
+        ).stdout
+    )
+    assert account["automountServiceAccountToken"] is False
+
+
 @pytest.fixture
 def user_roles(cluster: kube.Cluster) -> Iterator[None]:
     """deploy/base's aggregated ClusterRoles for people, applied; removed if made here."""

@@ -63,6 +63,12 @@ CRAWL_FETCH = prom.Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 CRAWLS_RUNNING = prom.Gauge("mandrill_crawls_running", "CrawlJobs being crawled right now")
+CRAWL_WORKER_JOBS = prom.Counter(
+    "mandrill_crawl_worker_jobs_total",
+    "Worker Jobs of CrawlJobs with spec.workers, by event: created, deleted (with their "
+    "CrawlJob, or swept), succeeded, failed",
+    ["event"],
+)
 SCHEDULE_RUNS = prom.Counter(
     "mandrill_schedule_runs_total",
     "RestartSchedule runs decided on, by outcome: created, exists (made before), skipped, "

@@ -31,6 +31,7 @@ FROM_ARGUMENTS = {"urls": "URLS_FILE: the seed URLs, one a line"}
 
 CLUSTER_ONLY = {
     "urlsFrom": "seeds from a ConfigMap; locally they come from URLS_FILE",
+    "workers": "worker pods sharing the cluster's PostgreSQL store; locally one process crawls",
 }
 """CrawlJob fields with no flag, and why."""
 

@@ -16,6 +16,12 @@ reason to cancel, since the run is only posting its last Events.
 
 With leader election, a standby's daemons wait (kopf starts one per
 unfinished job in every replica) and crawl only once this process leads.
+
+A job with `spec.workers` of 2 or more is crawled by worker pods instead
+(mandrill.domain.crawl.worker_run): the daemon creates their Job and follows
+it into the status. Deleting the CrawlJob stops the daemon as above, and the
+daemon then deletes the Job and its pods at once; an operator that is only
+leaving leaves the workers running, for the next leader to follow.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import kopf
 from mandrill import resources
 from mandrill.adapters import metrics
 from mandrill.application import election
-from mandrill.domain.crawl import job, job_run
+from mandrill.domain.crawl import job, job_run, worker_run, workers
 from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.wiring import Services
@@ -79,10 +85,23 @@ async def crawl(
         uid=meta["uid"],
         generation=int(meta.get("generation") or 1),
     )
-    ctx = services.crawl_context(job=ref, body=body)
-    work = asyncio.create_task(
-        job_run.run(ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx)
-    )
+    on_workers = workers.requested_workers(spec) > 1
+    if on_workers:
+        work = asyncio.create_task(
+            worker_run.run(
+                ref,
+                raw_spec=dict(spec),
+                status=dict(status),
+                ctx=services.worker_context(job=ref, body=body),
+            )
+        )
+    else:
+        ctx = services.crawl_context(job=ref, body=body)
+        work = asyncio.create_task(
+            job_run.run(
+                ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx
+            )
+        )
     try:
         with metrics.CRAWLS_RUNNING.track_inprogress():
             outcome = await _unless_stopped(work, stopped)
@@ -93,8 +112,28 @@ async def crawl(
         return
     if outcome is None:
         logger.info("crawl stopped: %s", stopped.reason)
+        deleted = stopped.reason is not None and stopped.reason & _DELETED
+        if on_workers and deleted:
+            # Shielded: kopf cancels a daemon that outstays its backoff; the deletion must
+            # go on regardless (and the sweep would find the Job if even this failed).
+            await asyncio.shield(asyncio.ensure_future(_stop_workers(services, ref, logger)))
     else:
         logger.info("crawl %s: %s: %s", outcome.phase, outcome.reason, outcome.message)
+        if on_workers:
+            metrics.CRAWL_WORKER_JOBS.labels(str(outcome.phase).lower()).inc()
+
+
+_DELETED = kopf.DaemonStoppingReason.RESOURCE_DELETED
+
+
+async def _stop_workers(services: Services, ref: job.JobRef, logger: kopf.Logger) -> None:
+    """The CrawlJob is going: its worker Job and pods go with it, now."""
+    try:
+        await services.stop_workers(ref)
+    except (PermanentError, TransientError) as e:
+        logger.warning("workers not deleted (%s); the sweep deletes them later", e)
+    else:
+        logger.info("workers stopped: their Job and pods deleted")
 
 
 async def _unless_stopped(
