@@ -171,3 +171,19 @@ def samples(text: str) -> dict[str, list[set[str]]]:
             labels = {m["name"] for m in LABEL.finditer(match["labels"] or "")}
             found.setdefault(match["name"], []).append(labels)
     return found
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the one sample of `name` whose labels include `labels`; None if none."""
+    found = []
+    for line in text.splitlines():
+        match = SAMPLE.match(line)
+        if match and match["name"] == name and not line.startswith("#"):
+            have = {
+                m["name"]: m[0].split("=", 1)[1][1:-1]
+                for m in LABEL.finditer(match["labels"] or "")
+            }
+            if labels.items() <= have.items():
+                found.append(float(line.rsplit(" ", 1)[1]))
+    assert len(found) <= 1, f"{name} {labels}: {len(found)} samples"
+    return found[0] if found else None

@@ -1,4 +1,5 @@
-"""Every metric the rules and the dashboard name is one the operator exports.
+"""Every metric the rules and the dashboard name is one the operator exports,
+and the two the alerts added behave so in a running operator.
 
 A real `mandrill run` (as the operator's ServiceAccount) handles a
 RestartRequest and a CrawlJob of a local site with a dead link, so the
@@ -6,7 +7,10 @@ labelled series exist; its /metrics is scraped over HTTP as Prometheus
 scrapes it. The names it declares come from its # TYPE lines with the text
 format's suffix rules (promql.declared_names), checked against the sample
 lines it wrote; the labels the dashboard and the rules group by are on the
-samples of the metrics they group.
+samples of the metrics they group. A request held by an eviction that a
+PodDisruptionBudget blocks shows as the oldest unacknowledged one (its
+creation time) until it ends Failed, when the gauge goes back to 0 and the
+Failed phase and the journal save are counted.
 """
 
 from __future__ import annotations
@@ -122,3 +126,65 @@ def test_the_names_checked_cover_the_rules_and_the_dashboard() -> None:
         "mandrill_restart_request_duration_seconds_bucket",
         "mandrill_crawl_fetch_seconds_bucket",
     } <= names
+
+
+async def test_a_blocked_request_is_the_oldest_unacknowledged_until_it_fails(
+    api: ApiClient, make_namespace: MakeNamespace, monitored_operator: OperatorProcess
+) -> None:
+    ns = await make_namespace("mon-")
+    pods = await rr.deploy(api, ns, "web", 1)
+    await client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(
+        ns,
+        client.V1PodDisruptionBudget(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1PodDisruptionBudgetSpec(
+                min_available=1, selector=client.V1LabelSelector(match_labels={"app": "web"})
+            ),
+        ),
+    )
+
+    async def budget_ready() -> bool:
+        pdb = await client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("web", ns)
+        return bool(pdb.status and pdb.status.expected_pods == 1)
+
+    await kube.eventually(budget_ready, what="PDB status computed")
+    before = monitored_operator.metrics()
+    failed_before = promql.value(
+        before, "mandrill_restart_requests_acknowledged_total", phase="Failed"
+    )
+    saved_before = promql.value(before, "mandrill_journal_saves_total", outcome="saved")
+    await rr.create_request(
+        api,
+        ns,
+        "held",
+        {
+            "target": {"kind": "Pod", "name": pods[0].metadata.name},
+            "strategy": "Evict",
+            "evictionTimeoutSeconds": 8,
+        },
+    )
+    created = (await rr.get_request(api, ns, "held"))["metadata"]["creationTimestamp"]
+    oldest = "mandrill_restart_requests_oldest_unacknowledged_timestamp_seconds"
+
+    async def held() -> float | None:
+        seen = promql.value(monitored_operator.metrics(), oldest)
+        return seen if seen else None
+
+    assert await kube.eventually(held, what=f"{oldest} set", within=6) == (
+        rr.parse_time(created).timestamp()
+    )
+    body = await rr.finished(api, ns, "held")
+    assert body["status"]["phase"] == "Failed"
+
+    async def counted() -> bool:
+        # The acknowledgement is patched first, then counted and let go of.
+        after = monitored_operator.metrics()
+        failed = promql.value(after, "mandrill_restart_requests_acknowledged_total", phase="Failed")
+        saved = promql.value(after, "mandrill_journal_saves_total", outcome="saved")
+        return (
+            promql.value(after, oldest) == 0
+            and failed == (failed_before or 0) + 1
+            and (saved or 0) >= (saved_before or 0) + 1
+        )
+
+    await kube.eventually(counted, what="the gauge back to 0, Failed and the save counted")
