@@ -1,6 +1,7 @@
 """The Grafana dashboard and the kustomization that ships it: the JSON loads,
 has the panels the issue asks for, every panel has a query and reads the
-data-source variable, ids and positions are sane, and `kubectl kustomize
+data-source variable, every query is PromQL promtool parses (Grafana's
+variables filled in), ids and positions are sane, and `kubectl kustomize
 deploy/monitoring` turns the JSON into the ConfigMap Grafana's sidecar loads
 (label grafana_dashboard: "1", a stable name, the JSON unchanged) beside the
 ServiceMonitor and the PrometheusRule. No cluster."""
@@ -8,6 +9,7 @@ ServiceMonitor and the PrometheusRule. No cluster."""
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 from typing import Any
 
@@ -53,6 +55,45 @@ def test_every_panel_has_a_query_on_the_chosen_data_source() -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
+
+
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$namespace": ".+"}
+"""What Grafana puts in for its variables before the query reaches Prometheus."""
+
+
+def as_recording_rules(queries: list[str]) -> dict[str, Any]:
+    """A rules file with one recording rule per query, so promtool parses each."""
+    rules = []
+    for i, query in enumerate(queries):
+        filled = query
+        for variable, value in GRAFANA_VARIABLES.items():
+            filled = filled.replace(variable, value)
+        assert "$" not in filled, f"a Grafana variable left in {query!r}"
+        rules.append({"record": f"dashboard:query_{i}:value", "expr": filled})
+    return {"groups": [{"name": "dashboard", "rules": rules}]}
+
+
+def check(promtool: pathlib.Path, rules: dict[str, Any], tmp_path: pathlib.Path) -> Any:
+    path = tmp_path / "dashboard-rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    return subprocess.run(
+        [str(promtool), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_every_dashboard_query_is_promql_promtool_parses(
+    promtool: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    queries = promql.dashboard_queries(promql.dashboard())
+    checked = check(promtool, as_recording_rules(queries), tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in checked.stdout
+    broken = check(promtool, as_recording_rules([*queries, "sum by (le) (rate(x[1m])"]), tmp_path)
+    assert broken.returncode != 0
 
 
 def test_panel_ids_are_unique_and_the_grid_holds_them() -> None:
