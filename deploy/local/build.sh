@@ -118,6 +118,9 @@ build_promtool() {
   GOFLAGS="$GOFLAGS -tags=remove_all_sd" build_component promtool "$PROMETHEUS_VERSION" "$here/gomod/prometheus" \
     "-s -w -X github.com/prometheus/common/version.Version=$prom_version -X github.com/prometheus/common/version.Branch=HEAD" \
     github.com/prometheus/prometheus/cmd/promtool
+  # The prometheus-operator CRDs the monitoring tests apply: their module into
+  # the Go module cache now, so no test waits for a download.
+  "$here/monitoring-crds.sh" >/dev/null
   log "ready: $bin_dir/promtool-$PROMETHEUS_VERSION"
 }
 
