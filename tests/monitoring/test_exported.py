@@ -7,7 +7,8 @@ labelled series exist; its /metrics is scraped over HTTP as Prometheus
 scrapes it. The names it declares come from its # TYPE lines with the text
 format's suffix rules (promql.declared_names), checked against the sample
 lines it wrote; the labels the dashboard and the rules group by are on the
-samples of the metrics they group. A request held by an eviction that a
+samples of the metrics they group, and `promtool check metrics` finds nothing
+to say about the exposition (naming, units, suffixes). A request held by an eviction that a
 PodDisruptionBudget blocks shows as the oldest unacknowledged one (its
 creation time) until it ends Failed, when the gauge goes back to 0 and the
 Failed phase and the journal save are counted.
@@ -15,6 +16,9 @@ Failed phase and the journal save are counted.
 
 from __future__ import annotations
 
+import asyncio
+import pathlib
+import subprocess
 from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio import client
@@ -75,7 +79,10 @@ async def crawl_a_site_with_a_dead_link(api: ApiClient, namespace: str) -> None:
 
 
 async def test_every_metric_named_is_exported(
-    api: ApiClient, make_namespace: MakeNamespace, monitored_operator: OperatorProcess
+    api: ApiClient,
+    make_namespace: MakeNamespace,
+    monitored_operator: OperatorProcess,
+    promtool: pathlib.Path,
 ) -> None:
     ns = await make_namespace("mon-")
     await rr.deploy(api, ns, "web", 1)
@@ -84,6 +91,16 @@ async def test_every_metric_named_is_exported(
     await crawl_a_site_with_a_dead_link(api, ns)
 
     text = monitored_operator.metrics()
+    linted = await asyncio.to_thread(
+        subprocess.run,
+        [str(promtool), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr
     declared = promql.declared_names(text)
     seen = promql.samples(text)
     # The suffix rules describe what the operator really writes.
