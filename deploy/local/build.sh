@@ -6,6 +6,8 @@
 #   build.sh node     kubelet and kube-proxy (component node-<k8s version>, from
 #                     the same module as kube-apiserver) and crictl, for a real
 #                     node (deploy/local/node.sh); never built unless asked for
+#   build.sh promtool promtool alone (also part of the default build), which
+#                     checks and unit-tests deploy/monitoring's alerting rules
 #
 # Binaries are cached by component and version in $MANDRILL_BIN_DIR (default
 # <repo>/.cache/bin, git-ignored) and mirrored to a per-machine cache
@@ -109,11 +111,28 @@ build_node() {
   log "ready: $bin_dir/{node-$K8S_VERSION,crictl-$CRICTL_VERSION}"
 }
 
+build_promtool() {
+  # -tags remove_all_sd leaves out the service-discovery plugins (cloud SDKs,
+  # Kubernetes client): promtool checks and tests rules without them.
+  local prom_version="3.${PROMETHEUS_VERSION#v0.3}"
+  GOFLAGS="$GOFLAGS -tags=remove_all_sd" build_component promtool "$PROMETHEUS_VERSION" "$here/gomod/prometheus" \
+    "-s -w -X github.com/prometheus/common/version.Version=$prom_version -X github.com/prometheus/common/version.Branch=HEAD" \
+    github.com/prometheus/prometheus/cmd/promtool
+  # The prometheus-operator CRDs the monitoring tests apply: their module into
+  # the Go module cache now, so no test waits for a download.
+  "$here/monitoring-crds.sh" >/dev/null
+  log "ready: $bin_dir/promtool-$PROMETHEUS_VERSION"
+}
+
 case ${1:-} in
-"") build_control_plane ;;
+"")
+  build_control_plane
+  build_promtool
+  ;;
 node) build_node ;;
+promtool) build_promtool ;;
 *)
-  echo "usage: $0 [node]" >&2
+  echo "usage: $0 [node|promtool]" >&2
   exit 2
   ;;
 esac

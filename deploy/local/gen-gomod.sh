@@ -49,4 +49,10 @@ new_module "$kwok" mandrill.dev/localcluster/kwok "Builds kwok $KWOK_VERSION (fa
 cri="$here/gomod/cri-tools"
 new_module "$cri" mandrill.dev/localcluster/cri-tools "Builds crictl $CRICTL_VERSION (debugging the real node's containerd)."
 (cd "$cri" && go get -tool "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" && go mod tidy)
-echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION"
+# promtool: prometheus's go.mod has no replace directives, so a plain tool
+# requirement resolves; its service-discovery plugins are left out at build
+# time (-tags remove_all_sd in build.sh), go.sum still lists their modules.
+prom="$here/gomod/prometheus"
+new_module "$prom" mandrill.dev/localcluster/prometheus "Builds promtool $PROMETHEUS_VERSION (Prometheus 3.${PROMETHEUS_VERSION#v0.3})."
+(cd "$prom" && go get -tool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" && go mod tidy)
+echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION, promtool $PROMETHEUS_VERSION"

@@ -397,7 +397,7 @@ async def start(settings: Settings, *, draining: asyncio.Event) -> Services:
         )
     else:
         metrics.LEADER.set(1)
-    journal = StoreJournal.from_url(store)
+    journal = StoreJournal.from_url(store, on_save=metrics.journal_saved)
     try:
         await journal.open()
     except StoreError as e:

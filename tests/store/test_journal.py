@@ -1,8 +1,8 @@
 """The restart journal on both backends: the schema is created on open, a replayed
 request leaves one row, saves at once share commits (and all land, or all fail, and a
 cancelled one stops nobody else), an unusable store raises StoreError and the journal
-recovers once the store works (it re-opens lazily), and a failed open leaks no
-connection."""
+recovers once the store works (it re-opens lazily), every save's outcome reaches the
+metrics hook, and a failed open leaks no connection."""
 
 from __future__ import annotations
 
@@ -114,7 +114,8 @@ async def test_unusable_sqlite_path_raises_store_error_then_recovers(
     blocker = tmp_path / "state"
     blocker.write_text("a regular file where a directory should be")
     url = f"sqlite:///{blocker / 'journal.sqlite'}"
-    journal = StoreJournal.from_url(StoreUrl.parse(url))
+    outcomes: list[str] = []
+    journal = StoreJournal.from_url(StoreUrl.parse(url), on_save=outcomes.append)
     try:
         with pytest.raises(StoreError, match="cannot open journal"):
             await journal.save(entry())
@@ -128,6 +129,8 @@ async def test_unusable_sqlite_path_raises_store_error_then_recovers(
     finally:
         await journal.close()
     assert [r[0] for r in await rows(Store(backend="sqlite", url=url))] == ["req-uid-1"]
+    # Each save counted once, by its own outcome (open() is no save).
+    assert outcomes == ["failed"] * 6 + ["saved"]
 
 
 @pytest.mark.postgres

@@ -3,7 +3,8 @@ a waiting request lends its slot), level-triggered resync (a dropped event is
 found), and failures that end loud instead of stalling: an adapter raising an
 unexpected error and an unparseable prior status both end Failed/InternalError
 after bounded retries with growing backoff, counted; transient errors retry
-after re-reading; drain hands back."""
+after re-reading; drain hands back; the oldest request in hand (queued, running or
+backing off) is reported for the unacknowledged-too-long alert until it leaves."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ class FakeRequests:
 class FakeObserver:
     counts: dict[str, int] = attrs.Factory(dict)
     phases: list[str] = attrs.Factory(list)
+    oldest: list[float | None] = attrs.Factory(list)
+    """Every oldest-unacknowledged creation time reported, in order."""
 
     def _count(self, what: str, n: int = 1) -> None:
         self.counts[what] = self.counts.get(what, 0) + n
@@ -90,6 +93,9 @@ class FakeObserver:
 
     def queued(self, waiting: int) -> None:
         return None
+
+    def oldest_unacknowledged(self, created: float | None) -> None:
+        self.oldest.append(created)
 
     @contextlib.contextmanager
     def handling(self) -> Iterator[None]:
@@ -454,6 +460,49 @@ async def test_drain_starts_nothing_new_and_hands_back_what_runs(harness: Harnes
     service.observe(body("late", created=2))
     await asyncio.sleep(0.01)
     assert "late" not in harness.reporters
+
+
+def seconds_after_now(seconds: int) -> float:
+    """`created=seconds` of `body`, as the Unix time the service reports."""
+    return (NOW + datetime.timedelta(seconds=seconds)).timestamp()
+
+
+async def test_the_oldest_unacknowledged_request_is_reported_until_acknowledged(
+    harness: Harness,
+) -> None:
+    service = harness.service(max_in_flight=1)
+    service.observe(body("r1", created=10))
+    service.observe(body("r0", created=5))
+    service.observe(body("r2", created=20))
+    # Seen later, created earlier: the oldest moves back; a younger one moves nothing.
+    assert harness.observer.oldest == [seconds_after_now(10), seconds_after_now(5)]
+    service.forget("uid-r2")  # deleted while queued, not the oldest: nothing to report
+    assert harness.observer.oldest == [seconds_after_now(10), seconds_after_now(5)]
+    service.start()
+    await settle(service, harness, done=2)
+    # One at a time, oldest first: r0 acknowledged leaves r1 the oldest, then none is left.
+    assert harness.acknowledged == ["r0", "r1"]
+    assert harness.observer.oldest[2:] == [seconds_after_now(10), None]
+    await service.drain(1)
+
+
+async def test_a_request_backing_off_stays_the_oldest_unacknowledged(harness: Harness) -> None:
+    harness.targets.find_errors = [TransientError("API unavailable")]
+    slept = asyncio.Event()
+
+    async def long_sleep(seconds: float) -> None:
+        slept.set()
+        await asyncio.sleep(3600)
+
+    service = harness.service()
+    service.sleep = long_sleep
+    service.observe(body("stuck", created=3))
+    service.start()
+    await slept.wait()
+    assert harness.observer.oldest == [seconds_after_now(3)], "not acknowledged: still reported"
+    service.forget("uid-stuck")
+    assert harness.observer.oldest == [seconds_after_now(3), None]
+    await service.drain(1)
 
 
 def test_status_helpers_agree_with_the_service_view() -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from typing import Literal
 
 import attrs
 
@@ -32,6 +34,11 @@ INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_uid) DO NOTHING"
 )
 Row = tuple[str, str, str, int, str, str, str]
+SaveOutcome = Literal["saved", "failed"]
+
+
+def _unobserved(_: SaveOutcome) -> None:
+    return None
 
 
 def row_of(entry: JournalEntry) -> Row:
@@ -54,12 +61,16 @@ class StoreJournal:
     db: database.Database
     transactions: int = 0
     """Transactions written, for tests and the benchmark."""
+    on_save: Callable[[SaveOutcome], None] = _unobserved
+    """Told the outcome of every save, first ones and retries (the metrics' journal counter)."""
     _pending: list[tuple[Row, asyncio.Future[None]]] = attrs.Factory(list)
     _writer: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: StoreUrl) -> StoreJournal:
-        return cls(db=database.for_url(url, what="journal"))
+    def from_url(
+        cls, url: StoreUrl, *, on_save: Callable[[SaveOutcome], None] = _unobserved
+    ) -> StoreJournal:
+        return cls(db=database.for_url(url, what="journal"), on_save=on_save)
 
     async def open(self) -> None:
         """Connect and migrate now, so a misconfigured store shows at start-up in the log."""
@@ -72,7 +83,12 @@ class StoreJournal:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending(), name="journal writer")
         # A cancelled save cancels only its wait: the writer belongs to every save in its batch.
-        await saved
+        try:
+            await saved
+        except StoreError:
+            self.on_save("failed")
+            raise
+        self.on_save("saved")
 
     async def _write_pending(self) -> None:
         """Write what is pending, one transaction per round, until nothing is."""

@@ -45,6 +45,16 @@ REQUESTS_RESYNCED = prom.Counter(
 REQUESTS_QUEUED = prom.Gauge(
     "mandrill_restart_requests_queued", "RestartRequests waiting for a free slot"
 )
+OLDEST_UNACKNOWLEDGED = prom.Gauge(
+    "mandrill_restart_requests_oldest_unacknowledged_timestamp_seconds",
+    "Creation time (Unix seconds) of the oldest RestartRequest this process holds "
+    "unacknowledged (queued, in flight or backing off); 0 while it holds none",
+)
+JOURNAL_SAVES = prom.Counter(
+    "mandrill_journal_saves_total",
+    "Journal writes of RestartRequests, first saves and retries, by outcome: saved, failed",
+    ["outcome"],
+)
 EVENTS_DROPPED = prom.Counter(
     "mandrill_events_dropped_total",
     "Kubernetes Events not posted (queue full, or the Events API refused them)",
@@ -91,6 +101,16 @@ LEADERSHIP_CHANGES = prom.Counter(
 )
 
 
+# Series whose labels are known up front exist from the start at 0, so a rate
+# over them is 0 rather than no data before the first event (alerting rules).
+for _phase in ("Succeeded", "Failed"):
+    REQUESTS_ACKNOWLEDGED.labels(_phase)
+for _outcome in ("saved", "failed"):
+    JOURNAL_SAVES.labels(_outcome)
+for _outcome in ("ok", "failed"):
+    CRAWL_PAGES.labels(_outcome)
+
+
 def leadership_changed(change: str) -> None:
     """The elector's `on_change`."""
     LEADER.set(1 if change == "acquired" else 0)
@@ -118,6 +138,9 @@ class RestartObserver:
     def queued(self, waiting: int) -> None:
         REQUESTS_QUEUED.set(waiting)
 
+    def oldest_unacknowledged(self, created: float | None) -> None:
+        OLDEST_UNACKNOWLEDGED.set(created if created is not None else 0)
+
     @contextlib.contextmanager
     def handling(self) -> Iterator[None]:
         with REQUESTS_IN_FLIGHT.track_inprogress(), REQUEST_DURATION.time():
@@ -132,6 +155,11 @@ class ScheduleObserver:
 
     def failed(self) -> None:
         SCHEDULE_ERRORS.inc()
+
+
+def journal_saved(outcome: str) -> None:
+    """The journal's `on_save`."""
+    JOURNAL_SAVES.labels(outcome).inc()
 
 
 def background_failed(group: str) -> None:

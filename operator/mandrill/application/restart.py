@@ -63,6 +63,8 @@ class RestartService:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     _entries: dict[str, Entry] = attrs.Factory(dict)
     """Requests queued, in flight or backing off, by UID."""
+    _oldest: float | None = None
+    """The smallest `created` of `_entries` (the observer's oldest-unacknowledged gauge)."""
     _handled: set[str] = attrs.Factory(set)
     """UIDs this process has seen through; events of our own earlier patches are ignored."""
     _finished_seen: set[str] = attrs.Factory(set)
@@ -91,8 +93,12 @@ class RestartService:
             if entry.state is State.QUEUED:
                 entry.body = body
             return
-        self._entries[uid] = Entry(ref=RequestRef.from_body(body), body=body)
-        self._queue.push(uid, order=_created(body))
+        entry = Entry(ref=RequestRef.from_body(body), body=body, created=_created(body))
+        self._entries[uid] = entry
+        if self._oldest is None or entry.created < self._oldest:
+            self._oldest = entry.created
+            self.ports.observer.oldest_unacknowledged(self._oldest)
+        self._queue.push(uid, order=entry.created)
         self.ports.observer.queued(self.waiting)
 
     def wants(self, body: Body) -> bool:
@@ -117,7 +123,7 @@ class RestartService:
         self._finished_seen.discard(uid)
         entry = self._entries.get(uid)
         if entry is not None and entry.state is not State.RUNNING:
-            del self._entries[uid]
+            self._drop(uid)
         for key in (f"retry/{uid}", f"ttl/{uid}", f"journal/{uid}"):
             self.ports.tasks.cancel(key)
 
@@ -202,12 +208,12 @@ class RestartService:
         try:
             retry = await self._attempt(entry, slot)
         except asyncio.CancelledError:
-            self._entries.pop(entry.ref.uid, None)  # handed back: the next instance resumes it
+            self._drop(entry.ref.uid)  # handed back: the next instance resumes it
             raise
         finally:
             slot.release()
         if retry is None:
-            self._entries.pop(entry.ref.uid, None)
+            self._drop(entry.ref.uid)
             if not entry.gone:
                 self._handled.add(entry.ref.uid)
             return
@@ -217,10 +223,21 @@ class RestartService:
     async def _requeue(self, entry: Entry, delay: float) -> None:
         await self.sleep(delay)
         if self._draining:
-            self._entries.pop(entry.ref.uid, None)
+            self._drop(entry.ref.uid)
             return
         entry.state = State.QUEUED
-        self._queue.push(entry.ref.uid, order=_created(entry.body))
+        self._queue.push(entry.ref.uid, order=entry.created)
+
+    def _drop(self, uid: str) -> None:
+        """No longer in hand (acknowledged, handed back or deleted); the oldest moves on.
+
+        The minimum is searched again only when the oldest itself leaves, so a
+        burst finishing oldest first costs one pass per request, not per event."""
+        entry = self._entries.pop(uid, None)
+        if entry is None or entry.created != self._oldest:
+            return
+        self._oldest = min((e.created for e in self._entries.values()), default=None)
+        self.ports.observer.oldest_unacknowledged(self._oldest)
 
     def _backoff(self, entry: Entry) -> float:
         entry.backoff = min(self.max_backoff, entry.backoff * 2 or self.first_backoff)

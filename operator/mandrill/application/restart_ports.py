@@ -43,6 +43,9 @@ class Observer(Protocol):
     def internal_error(self) -> None: ...
     def resynced(self, stranded: int) -> None: ...
     def queued(self, waiting: int) -> None: ...
+    def oldest_unacknowledged(self, created: float | None) -> None:
+        """Creation time (Unix seconds) of the oldest request in hand; None when none is."""
+
     def handling(self) -> contextlib.AbstractContextManager[Any]:
         """Entered for each attempt: in-flight gauge and duration."""
 
@@ -80,6 +83,8 @@ class State(enum.Enum):
 class Entry:
     ref: RequestRef
     body: Body
+    created: float = 0.0
+    """The request's creationTimestamp, Unix seconds: its place in the queue, and its age."""
     state: State = State.QUEUED
     reread: bool = False
     """Read the request again before the next attempt (after a backoff)."""
