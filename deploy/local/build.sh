@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane from pinned Go modules: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl and kwok.
+# kube-controller-manager, kube-scheduler, kubectl and kwok; and helm.
 #
-#   build.sh          the control plane (what cluster.sh needs)
+#   build.sh          the control plane (what cluster.sh needs) and helm
 #   build.sh node     kubelet and kube-proxy (component node-<k8s version>, from
 #                     the same module as kube-apiserver) and crictl, for a real
 #                     node (deploy/local/node.sh); never built unless asked for
@@ -109,8 +109,17 @@ build_node() {
   log "ready: $bin_dir/{node-$K8S_VERSION,crictl-$CRICTL_VERSION}"
 }
 
+build_helm() {
+  # helm for deploy/helm/mandrill and tests/helm; part of the default run so
+  # `make build-cluster` (hence make test and .ci/run) has it.
+  build_component helm "$HELM_VERSION" "$here/gomod/helm" \
+    "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+    helm.sh/helm/v4/cmd/helm
+  log "ready: $bin_dir/helm-$HELM_VERSION"
+}
+
 case ${1:-} in
-"") build_control_plane ;;
+"") build_control_plane && build_helm ;;
 node) build_node ;;
 *)
   echo "usage: $0 [node]" >&2

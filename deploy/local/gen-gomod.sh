@@ -49,4 +49,9 @@ new_module "$kwok" mandrill.dev/localcluster/kwok "Builds kwok $KWOK_VERSION (fa
 cri="$here/gomod/cri-tools"
 new_module "$cri" mandrill.dev/localcluster/cri-tools "Builds crictl $CRICTL_VERSION (debugging the real node's containerd)."
 (cd "$cri" && go get -tool "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" && go mod tidy)
-echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION"
+# helm, for the chart in deploy/helm/mandrill (its own module: helm pins its
+# own client-go, which must not move the control plane's).
+helm="$here/gomod/helm"
+new_module "$helm" mandrill.dev/localcluster/helm "Builds helm $HELM_VERSION (deploy/helm/mandrill)."
+(cd "$helm" && go get -tool "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" && go mod tidy)
+echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION, helm $HELM_VERSION"
