@@ -26,6 +26,8 @@ from mandrill import config
 from tests.helm import chart
 from tests.helm.chart import CHART, NAMESPACE, REPO, Manifest
 
+pytestmark = pytest.mark.helm
+
 HA_VALUES = {"replicas": 2, "leaderElection.enabled": True, "store.type": "postgres"}
 
 

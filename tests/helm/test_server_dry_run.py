@@ -16,6 +16,8 @@ from tests import kube
 from tests.helm import chart
 from tests.helm.test_chart import HA_VALUES
 
+pytestmark = pytest.mark.helm
+
 
 @pytest.mark.usefixtures("operator_rbac")
 @pytest.mark.parametrize("variant", ["default", "namespaced", "ha"])

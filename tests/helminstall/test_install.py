@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from tests.helminstall.conftest import CRDS, NAMESPACE, RELEASE, Release
 from tests.kube import eventually
 from tests.restart import rr
+
+pytestmark = pytest.mark.helm
 
 
 def test_install_reaches_a_ready_pod_on_the_real_node(release: Release) -> None:
