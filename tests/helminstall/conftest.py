@@ -105,10 +105,24 @@ def _remove_crds(cluster: kube.Cluster) -> None:
         cluster.kubectl("delete", "crd", crd, "--wait=true", "--timeout=120s")
 
 
+def _no_other_operator(cluster: kube.Cluster) -> None:
+    """Wait until no mandrill operator pod exists anywhere (terminating ones included): two
+    operators on one cluster would both take the tests' requests."""
+    selector = "app.kubernetes.io/name=mandrill,app.kubernetes.io/component=operator"
+    deadline = time.monotonic() + 90
+    while True:
+        out = cluster.kubectl("get", "pods", "-A", "-l", selector, "-o", "name").stdout.split()
+        if not out:
+            return
+        assert time.monotonic() < deadline, f"another mandrill operator still runs: {out}"
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def release(cluster: kube.Cluster) -> Iterator[Release]:
     """`helm install --wait` of deploy/helm/mandrill with the real node's values; uninstalled
     (if a test has not) and its namespace and volume deleted afterwards."""
+    _no_other_operator(cluster)
     _remove_crds(cluster)
     cluster.kubectl("wait", "--for=delete", f"namespace/{NAMESPACE}", "--timeout=120s", check=False)
     cluster.kubectl("create", "namespace", NAMESPACE)
