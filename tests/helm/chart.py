@@ -50,7 +50,7 @@ def helm_path() -> pathlib.Path:
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run helm with its state in a throwaway home, so a developer's repos never leak in."""
+    """Run helm with its state in a folder of its own under $TMPDIR: no developer repos leak in."""
     home = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "mandrill-helm-home"
     env = {
         **os.environ,
