@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the local control plane from pinned Go modules: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl and kwok.
+# kube-controller-manager, kube-scheduler, kubectl and kwok; and helm.
 #
-#   build.sh          the control plane (what cluster.sh needs)
+#   build.sh          the control plane (what cluster.sh needs), helm and
+#                     promtool (what the tests need)
+#   build.sh helm     helm alone
 #   build.sh node     kubelet and kube-proxy (component node-<k8s version>, from
 #                     the same module as kube-apiserver) and crictl, for a real
 #                     node (deploy/local/node.sh); never built unless asked for
@@ -124,15 +126,26 @@ build_promtool() {
   log "ready: $bin_dir/promtool-$PROMETHEUS_VERSION"
 }
 
+build_helm() {
+  # helm for deploy/helm/mandrill and tests/helm; part of the default run so
+  # `make build-cluster` (hence make test and .ci/run) has it.
+  build_component helm "$HELM_VERSION" "$here/gomod/helm" \
+    "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+    helm.sh/helm/v4/cmd/helm
+  log "ready: $bin_dir/helm-$HELM_VERSION"
+}
+
 case ${1:-} in
 "")
   build_control_plane
+  build_helm
   build_promtool
   ;;
 node) build_node ;;
 promtool) build_promtool ;;
+helm) build_helm ;;
 *)
-  echo "usage: $0 [node|promtool]" >&2
+  echo "usage: $0 [node|promtool|helm]" >&2
   exit 2
   ;;
 esac

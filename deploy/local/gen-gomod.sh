@@ -55,4 +55,9 @@ new_module "$cri" mandrill.dev/localcluster/cri-tools "Builds crictl $CRICTL_VER
 prom="$here/gomod/prometheus"
 new_module "$prom" mandrill.dev/localcluster/prometheus "Builds promtool $PROMETHEUS_VERSION (Prometheus 3.${PROMETHEUS_VERSION#v0.3})."
 (cd "$prom" && go get -tool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" && go mod tidy)
-echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION, promtool $PROMETHEUS_VERSION"
+# helm, for the chart in deploy/helm/mandrill (its own module: helm pins its
+# own client-go, which must not move the control plane's).
+helm="$here/gomod/helm"
+new_module "$helm" mandrill.dev/localcluster/helm "Builds helm $HELM_VERSION (deploy/helm/mandrill)."
+(cd "$helm" && go get -tool "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" && go mod tidy)
+echo "regenerated $here/gomod for kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, crictl $CRICTL_VERSION, promtool $PROMETHEUS_VERSION, helm $HELM_VERSION"
