@@ -102,6 +102,9 @@ class Settings:
     worker_namespace: str = ""
     """Where worker Jobs run; empty: the operator's own (POD_NAMESPACE, or the pod's
     ServiceAccount namespace file), where its store Secret is."""
+    worker_service_account: str = "mandrill-crawl-worker"
+    """The worker pods' ServiceAccount (no bindings, no token); a Helm release
+    named other than mandrill prefixes it."""
     store_secret: str = "mandrill-store"
     """The Secret in the worker namespace that holds the PostgreSQL store URL..."""
     store_secret_key: str = "url"
@@ -203,6 +206,11 @@ OPTIONS = (
         "--worker-namespace",
         "worker_namespace",
         "namespace of worker Jobs; empty: the operator's own (POD_NAMESPACE or the pod's)",
+    ),
+    Option(
+        "--worker-service-account",
+        "worker_service_account",
+        "ServiceAccount of worker pods (one with no RBAC)",
     ),
     Option("--store-secret", "store_secret", "Secret with the store URL, for worker pods"),
     Option("--store-secret-key", "store_secret_key", "the key of the store URL in that Secret"),
@@ -326,6 +334,10 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "worker_namespace": (
         lambda v: v == "" or bool(_DNS_LABEL.fullmatch(str(v))),
         "is not a namespace name",
+    ),
+    "worker_service_account": (
+        lambda v: bool(_DNS_NAME.fullmatch(str(v))),
+        "is not a ServiceAccount name",
     ),
     "store_secret": (lambda v: bool(_DNS_NAME.fullmatch(str(v))), "is not a Secret name"),
     "store_secret_key": (lambda v: bool(_SECRET_KEY.fullmatch(str(v))), "is not a Secret key"),

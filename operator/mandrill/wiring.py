@@ -228,6 +228,7 @@ class Services:
             namespace=self.worker_namespace,
             store_secret=s.store_secret,
             store_secret_key=s.store_secret_key,
+            service_account=s.worker_service_account,
             resources=workers.Resources(
                 cpu_request=s.worker_cpu_request,
                 memory_request=s.worker_memory_request,

@@ -128,6 +128,8 @@ def test_watch_namespaces_render_the_namespaced_overlay() -> None:
         ("RoleBinding", "team-a", "mandrill-operator"),
         ("RoleBinding", "team-b", "mandrill-operator"),
         ("ClusterRoleBinding", "", "mandrill-cluster-scope"),
+        # The CrawlJob workers' rights, in the operator's namespace either way.
+        ("RoleBinding", "mandrill-system", "mandrill-crawl-workers"),
     }
     assert _env(rendered)["MANDRILL_NAMESPACES"] == "team-a,team-b"
 
@@ -158,7 +160,7 @@ def test_lease_and_names_follow_the_release() -> None:
     docs = chart.objects(result.stdout)
 
     assert _env(docs)["MANDRILL_LEADER_ELECTION_LEASE"] == "blue-mandrill"
-    [role] = [d for d in docs if d["kind"] == "Role"]
+    [role] = [d for d in docs if d["kind"] == "Role" and "leader-election" in d["metadata"]["name"]]
     assert role["metadata"] == {
         **role["metadata"],
         "name": "blue-mandrill-leader-election",
@@ -166,7 +168,15 @@ def test_lease_and_names_follow_the_release() -> None:
     }
     assert ["blue-mandrill"] in [rule.get("resourceNames") for rule in role["rules"]]
     names = {d["metadata"]["name"] for d in docs}
-    assert names >= {"blue-mandrill", "blue-mandrill-operator", "blue-mandrill-edit"}
+    assert names >= {
+        "blue-mandrill",
+        "blue-mandrill-operator",
+        "blue-mandrill-edit",
+        "blue-mandrill-crawl-worker",
+        "blue-mandrill-crawl-workers",
+    }
+    # The operator is told its workers' ServiceAccount, which the release names.
+    assert _env(docs)["MANDRILL_WORKER_SERVICE_ACCOUNT"] == "blue-mandrill-crawl-worker"
     for doc in docs:
         for subject in doc.get("subjects", []):
             assert subject == {
@@ -186,6 +196,11 @@ def test_postgres_takes_the_url_from_the_secret_and_makes_no_claim() -> None:
     )
 
     assert _env(docs)["MANDRILL_STORE_URL"] == {"secretKeyRef": {"name": "db", "key": "dsn"}}
+    # CrawlJob workers take the URL from the same Secret.
+    assert (_env(docs)["MANDRILL_STORE_SECRET"], _env(docs)["MANDRILL_STORE_SECRET_KEY"]) == (
+        "db",
+        "dsn",
+    )
     assert "PersistentVolumeClaim" not in _kinds(docs)
     volumes = {v["name"]: v for v in _deployment(docs)["spec"]["template"]["spec"]["volumes"]}
     assert volumes["store"] == {"name": "store", "emptyDir": {"sizeLimit": "16Mi"}}

@@ -50,6 +50,11 @@ app.kubernetes.io/component: operator
   namespace: {{ .Release.Namespace }}
 {{- end }}
 
+{{/* The CrawlJob workers' ServiceAccount (templates/crawl-workers.yaml). */}}
+{{- define "mandrill.workerServiceAccount" -}}
+{{- printf "%s-crawl-worker" (include "mandrill.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "mandrill.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
