@@ -9,7 +9,7 @@ CLUSTER := deploy/local/cluster.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-cluster cluster-up cluster-down cluster-purge cluster-env cluster-status \
-        demo test test-fast test-node test-in-cluster deploy-local lint bench image constraints
+        build-tools demo test test-fast test-node test-in-cluster deploy-local lint bench image constraints
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ build-cluster: ## build the control plane (etcd, kube-*, kubectl, kwok), the rea
 	@$(call NODE_OR_SAY_WHY,prepare)
 	@deploy/local/image.sh build || [ $$? -eq 3 ]
 	@deploy/local/postgres.sh prepare || [ $$? -eq 3 ]
+
+build-tools: ## build helm and promtool from pinned Go modules (tests/helm, tests/monitoring); cached
+	deploy/local/build.sh tools
 
 cluster-up: ## start the local control plane and its real node (idempotent); MANDRILL_CLUSTER_PORT / _DIR to move it
 	$(CLUSTER) up
@@ -73,10 +76,10 @@ demo: $(STAMP) build-cluster ## set up and run the main job against the local cl
 # passes where no real node can run). The real node needs root; it changes
 # iptables and kernel settings while it runs, all undone by node.sh down.
 # PYTEST_ARGS runs only pytest, with them.
-test: $(STAMP) build-cluster ## set up and run the whole test suite: operators as processes, and the operator installed as a pod (starts its own clusters and real node)
+test: $(STAMP) build-cluster build-tools ## set up and run the whole test suite: operators as processes, and the operator installed as a pod (starts its own clusters and real node)
 	deploy/local/test.sh $(PYTEST_ARGS)
 
-test-in-cluster: $(STAMP) build-cluster ## only the in-cluster half of `make test`: the operator as a pod on the real node, the e2e suite and tests/node
+test-in-cluster: $(STAMP) build-cluster build-tools ## only the in-cluster half of `make test`: the operator as a pod on the real node, the e2e suite and tests/node
 	deploy/local/in-cluster.sh $(PYTEST_ARGS)
 
 deploy-local: $(STAMP) build-cluster ## install the operator into the dev cluster (make cluster-up) as a pod on the real node: kubectl apply -k deploy/local/install
@@ -89,7 +92,7 @@ deploy-local: $(STAMP) build-cluster ## install the operator into the dev cluste
 test-node: $(STAMP) build-cluster ## only the real-node tests (deploy/local/node.sh; needs root)
 	$(VENV)/bin/python -m pytest -m real_node tests/node $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## tests that need no cluster
+test-fast: $(STAMP) build-tools ## tests that need no cluster
 	$(VENV)/bin/python -m pytest -m "not cluster" $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks (print tables): restart latency vs bare API, crawl vs baselines, load

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the local control plane from pinned Go modules: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl and kwok; and helm.
+# kube-controller-manager, kube-scheduler, kubectl and kwok; and the tools the
+# tests need, helm and promtool.
 #
-#   build.sh          the control plane (what cluster.sh needs), helm and
-#                     promtool (what the tests need)
+#   build.sh          the control plane (what cluster.sh needs)
+#   build.sh tools    helm and promtool, for tests/helm and tests/monitoring
+#                     (`make test` builds them; `make demo` needs neither)
 #   build.sh helm     helm alone
 #   build.sh node     kubelet and kube-proxy (component node-<k8s version>, from
 #                     the same module as kube-apiserver) and crictl, for a real
 #                     node (deploy/local/node.sh); never built unless asked for
-#   build.sh promtool promtool alone (also part of the default build), which
+#   build.sh promtool promtool alone, which
 #                     checks and unit-tests deploy/monitoring's alerting rules
 #
 # Binaries are cached by component and version in $MANDRILL_BIN_DIR (default
@@ -127,8 +129,8 @@ build_promtool() {
 }
 
 build_helm() {
-  # helm for deploy/helm/mandrill and tests/helm; part of the default run so
-  # `make build-cluster` (hence make test and .ci/run) has it.
+  # helm for deploy/helm/mandrill and tests/helm (`build.sh tools`, which
+  # `make test` runs before pytest starts).
   build_component helm "$HELM_VERSION" "$here/gomod/helm" \
     "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
     helm.sh/helm/v4/cmd/helm
@@ -136,8 +138,8 @@ build_helm() {
 }
 
 case ${1:-} in
-"")
-  build_control_plane
+"") build_control_plane ;;
+tools)
   build_helm
   build_promtool
   ;;
@@ -145,7 +147,7 @@ node) build_node ;;
 promtool) build_promtool ;;
 helm) build_helm ;;
 *)
-  echo "usage: $0 [node|promtool|helm]" >&2
+  echo "usage: $0 [tools|node|helm|promtool]" >&2
   exit 2
   ;;
 esac
