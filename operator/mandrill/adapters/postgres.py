@@ -101,6 +101,16 @@ class PostgresDatabase:
 
         return await self._use("cannot read", run)
 
+    async def transact(self, doing: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` in one transaction on the connection, alone: for SQL that must read
+        what it writes (the shared frontier's leases). StoreError as `write`'s."""
+
+        async def run(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                return await work(conn)
+
+        return await self._use(doing, run)
+
     async def _use(self, doing: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `work` on the connection (opened if need be), alone; after a failure, drop it."""
         async with self._lock:

@@ -7,7 +7,9 @@ spaced by that delay. robots.txt is fetched once per origin, under a lock so
 concurrent workers do not fetch it twice, and kept for the crawl; what a
 failed fetch of it means follows RFC 9309 (see `robots`). What was read is
 also told to the frontier log, so a resumed crawl starts with the same
-policies (`restore`) instead of asking each origin again.
+policies (`restore`) instead of asking each origin again. Workers sharing a
+frontier hand a host's next allowed start on with the host (`wait_left`,
+`hold_off`; see `shared`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ class Politeness:
             policy = self.policies[record.origin] = record.policy()
             if isinstance(policy, robots.RobotsPolicy):
                 self._apply_delay(record.origin, policy)
+
+    def hold_off(self, authority: str, seconds: float) -> None:
+        """No request to `authority` starts in the next `seconds` (a Crawl-delay handed on by
+        the worker that held the host before)."""
+        if seconds > 0:
+            host = self._host(authority)
+            host.next_start = max(host.next_start, time.monotonic() + seconds)
+
+    def wait_left(self, authority: str) -> float:
+        """Seconds until the next request to `authority` may start (0 or less: now)."""
+        host = self.hosts.get(authority)
+        return 0.0 if host is None else host.next_start - time.monotonic()
 
     async def refusal(self, url: str) -> pages.Failure | None:
         """Why robots.txt keeps the crawl from `url`; None when it may be fetched."""
