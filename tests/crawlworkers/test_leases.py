@@ -97,12 +97,14 @@ async def test_a_lease_taken_over_fences_the_old_holders_outcome(
     late = await slow.complete(
         "slow", completions=[done(f"{SITE}/", f"{SITE}/x")], attempts=[], robots=[], max_pages=9
     )
-    assert late.stored == frozenset() and late.fenced == {f"{SITE}/"}
+    assert late.stored == frozenset()
+    assert late.fenced == {f"{SITE}/"}
     assert await query("SELECT COUNT(*) FROM crawl_pages") == [(0,)]
     on_time = await other.complete(
         "other", completions=[done(f"{SITE}/", f"{SITE}/x")], attempts=[], robots=[], max_pages=9
     )
-    assert on_time.stored == {f"{SITE}/"} and on_time.admitted == 1
+    assert on_time.stored == {f"{SITE}/"}
+    assert on_time.admitted == 1
     assert await query("SELECT url FROM crawl_pages") == [(f"{SITE}/",)]
     states = await query("SELECT url, state, leased_by FROM crawl_frontier ORDER BY ordinal")
     assert states == [(f"{SITE}/", "done", None), (f"{SITE}/x", "pending", None)]
@@ -214,4 +216,5 @@ async def test_a_participant_stops_fetching_within_the_margin_and_drops_lost_hos
     assert me.hosts == {}
     assert not me.holds(f"{SITE}/")
     me.drop(f"{SITE}/")
-    assert me.lost == 1 and f"{SITE}/" not in me.urls
+    assert me.lost == 1
+    assert f"{SITE}/" not in me.urls

@@ -1,0 +1,297 @@
+"""`mandrill crawl-worker` processes sharing a frontier in real PostgreSQL, crawling a local site.
+
+Covers: three worker processes crawl a three-host site of 300 pages (+404s)
+to the same edge set and page outcomes as one in-process crawl, every page
+fetched once, and never more than perHostConcurrency requests in flight at
+any host; a worker SIGKILLed mid-crawl loses nothing: the others finish its
+URLs once its leases run out, and the only pages fetched twice are ones it
+held when it died; maxPages holds exactly across workers; a SIGTERMed
+worker exits 0 at once and gives its leases back, so the others finish
+without waiting for them to expire; the settings a worker cannot run
+without fail it with status 1 and one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+import attrs
+import pytest
+
+from mandrill.adapters import http, ssrf
+from mandrill.domain.crawl import engine
+from mandrill.domain.crawl.models import CrawlSpec, Edge, PageResult, Progress
+from tests.crawlworkers import site as test_site
+
+WORKER = (sys.executable, "-m", "mandrill", "crawl-worker")
+JOB = "3f0c-workers-test"
+WAIT = 120.0
+
+
+def spec_body(seed: str, **more: Any) -> dict[str, Any]:
+    """A CrawlJob spec as the API server returns it: one host per worker (2 slots each)."""
+    return {
+        "urls": [seed],
+        "maxDepth": 60,
+        "concurrency": 2,
+        "perHostConcurrency": 2,
+        "requestTimeoutSeconds": 5,
+        **more,
+    }
+
+
+@attrs.define
+class Workers:
+    """Worker processes of one job, their summaries and logs."""
+
+    store: str
+    spec: dict[str, Any]
+    logs: pathlib.Path
+    lease: float = 30.0
+    procs: dict[str, asyncio.subprocess.Process] = attrs.Factory(dict)
+
+    async def start(self, *names: str) -> None:
+        for name in names:
+            env = {
+                **os.environ,
+                "MANDRILL_STORE_URL": self.store,
+                "MANDRILL_CRAWL_JOB_UID": JOB,
+                "MANDRILL_CRAWL_SPEC": json.dumps(self.spec),
+                "MANDRILL_WORKER_ID": name,
+                "JOB_COMPLETION_INDEX": name[-1],
+                "MANDRILL_CRAWL_ALLOW_PRIVATE": "true",
+                "MANDRILL_CRAWL_LEASE_SECONDS": str(self.lease),
+            }
+            stderr = (self.logs / f"{name}.log").open("wb")
+            self.procs[name] = await asyncio.create_subprocess_exec(
+                *WORKER, env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr
+            )
+            stderr.close()
+
+    async def finish(self, name: str) -> tuple[int, dict[str, Any] | None]:
+        """Wait for one worker: its exit status and its summary line (None if it printed none)."""
+        proc = self.procs[name]
+        out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
+        lines = out.decode().strip().splitlines()
+        assert proc.returncode is not None
+        return proc.returncode, json.loads(lines[-1]) if lines else None
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    async def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[test_site.Site]:
+    async with test_site.serve(hosts=3, pages=100, delay=0.03) as running:
+        yield running
+
+
+@pytest.fixture
+async def workers(postgres_url: str, tmp_path: pathlib.Path) -> AsyncIterator[Workers]:
+    running = Workers(store=postgres_url, spec={}, logs=tmp_path)
+    yield running
+    await running.stop_all()
+
+
+@attrs.define
+class _Collect:
+    pages: dict[str, PageResult] = attrs.Factory(dict)
+    edges: set[tuple[str, str]] = attrs.Factory(set)
+
+    async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
+        self.pages[result.url] = result
+        self.edges.update((e.source, e.target) for e in edges)
+
+
+async def reference(body: dict[str, Any]) -> _Collect:
+    """One in-process crawl of the same spec: what the workers must find together."""
+    spec = CrawlSpec.from_spec(body)
+    collect = _Collect()
+    policy = ssrf.AddressPolicy(allow_private=True)
+    async with http.HttpFetcher.open(spec=spec, policy=policy) as fetcher:
+        await engine.crawl(spec, fetcher=fetcher, sink=collect)
+    return collect
+
+
+async def rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+async def stored(url: str) -> tuple[dict[str, str | None], set[tuple[str, str]], dict[str, int]]:
+    """The job's page outcomes (url -> error), edges, and frontier rows by state."""
+    pages = await rows(url, "SELECT url, error FROM crawl_pages WHERE job_uid = $1", JOB)
+    edges = await rows(url, "SELECT source, target FROM crawl_edges WHERE job_uid = $1", JOB)
+    states = await rows(
+        url, "SELECT state, COUNT(*) FROM crawl_frontier WHERE job_uid = $1 GROUP BY state", JOB
+    )
+    assert len(pages) == len({p[0] for p in pages})
+    return dict(pages), {(s, t) for s, t in edges}, {s: int(n) for s, n in states}
+
+
+async def wait_for_pages(url: str, at_least: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        try:
+            ((count,),) = await rows(
+                url, "SELECT COUNT(*) FROM crawl_pages WHERE job_uid = $1", JOB
+            )
+        except asyncpg.UndefinedTableError:  # no worker has migrated the store yet
+            count = 0
+        if count >= at_least:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} pages stored in {WAIT} s")
+
+
+async def test_three_workers_crawl_what_one_process_crawls_each_page_once(
+    site: test_site.Site, workers: Workers, postgres_url: str
+) -> None:
+    body = spec_body(site.seed)
+    alone = await reference(body)
+    assert len(alone.pages) == 300 + 12  # 100 pages and 4 missing ones a host
+    site.reset()
+    workers.spec = body
+    await workers.start("w0", "w1", "w2")
+    results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
+    assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    summaries = [s for _, s in results if s is not None]
+    assert sum(s["stored"] for s in summaries) == len(alone.pages)
+    assert sum(s["fenced"] for s in summaries) == 0
+    assert all(s["stored"] > 0 for s in summaries), summaries  # every worker had a host
+    pages, edges, states = await stored(postgres_url)
+    assert edges == alone.edges
+    assert pages == {u: (p.error.value if p.error else None) for u, p in alone.pages.items()}
+    assert states == {"done": len(alone.pages)}
+    fetched = site.fetched()
+    assert set(fetched) == set(alone.pages)
+    assert max(fetched.values()) == 1, [u for u, n in fetched.items() if n > 1]
+    assert site.most_in_flight() == 2  # perHostConcurrency, reached and never exceeded
+
+
+async def test_a_killed_workers_urls_are_finished_by_the_others(
+    site: test_site.Site, workers: Workers, postgres_url: str
+) -> None:
+    body = spec_body(site.seed)
+    alone = await reference(body)
+    site.reset()
+    workers.spec, workers.lease = body, 2.0
+    await workers.start("w0", "w1", "w2")
+    await wait_for_pages(postgres_url, 60)
+    held = await rows(
+        postgres_url,
+        "SELECT DISTINCT split_part(holder, '/', 1) FROM crawl_host_leases"
+        " WHERE job_uid = $1 AND holder IS NOT NULL",
+        JOB,
+    )
+    victim = sorted(name for (name,) in held)[0]
+    workers.procs[victim].send_signal(signal.SIGKILL)
+    await workers.procs[victim].wait()
+    leased = await rows(
+        postgres_url,
+        "SELECT url FROM crawl_frontier WHERE job_uid = $1 AND state = 'pending'"
+        " AND split_part(leased_by, '/', 1) = $2",
+        JOB,
+        victim,
+    )
+    assert leased, f"{victim} held no URL when it was killed"
+    pages_then, _, _ = await stored(postgres_url)
+    assert len(pages_then) < len(alone.pages)  # killed mid-crawl
+    survivors = [name for name in ("w0", "w1", "w2") if name != victim]
+    results = [await workers.finish(name) for name in survivors]
+    assert [status for status, _ in results] == [0, 0], workers.log(survivors[0])
+    pages, edges, states = await stored(postgres_url)
+    assert states == {"done": len(alone.pages)}  # 0 lost
+    assert set(pages) == set(alone.pages)
+    assert edges == alone.edges
+    twice = {url for url, n in site.fetched().items() if n > 1}
+    assert max(site.fetched().values()) <= 2
+    # Only what the dead worker had leased (fetched, not yet stored) is fetched again.
+    assert twice <= {url for (url,) in leased}, (twice, leased)
+    assert site.most_in_flight() == 2
+
+
+async def test_max_pages_holds_exactly_across_workers(
+    site: test_site.Site, workers: Workers, postgres_url: str
+) -> None:
+    workers.spec = spec_body(site.seed, maxPages=57)
+    await workers.start("w0", "w1", "w2")
+    results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
+    assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    pages, _, states = await stored(postgres_url)
+    assert len(pages) == 57
+    assert states == {"done": 57}
+    assert await rows(postgres_url, "SELECT admitted FROM crawl_budget") == [(57,)]
+    assert set(site.fetched()) == set(pages)
+    assert max(site.fetched().values()) == 1
+
+
+async def test_a_terminated_worker_gives_its_leases_back_at_once(
+    site: test_site.Site, workers: Workers, postgres_url: str
+) -> None:
+    body = spec_body(site.seed)
+    alone = await reference(body)
+    site.reset()
+    workers.spec, workers.lease = body, 60.0  # the others cannot wait for these to expire
+    await workers.start("w0", "w1", "w2")
+    await wait_for_pages(postgres_url, 60)
+    started = time.monotonic()
+    workers.procs["w1"].send_signal(signal.SIGTERM)
+    status, summary = await workers.finish("w1")
+    assert status == 0
+    assert time.monotonic() - started < 5
+    assert summary is not None
+    assert summary["stopped"] is True
+    others = [await workers.finish(name) for name in ("w0", "w2")]
+    assert [s for s, _ in others] == [0, 0]
+    assert time.monotonic() - started < 40  # well before the 60 s leases would end
+    _pages, edges, states = await stored(postgres_url)
+    assert states == {"done": len(alone.pages)}
+    assert edges == alone.edges
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"MANDRILL_STORE_URL": "sqlite:///x.sqlite"}, "must be postgresql://"),
+        ({"MANDRILL_CRAWL_JOB_UID": ""}, "MANDRILL_CRAWL_JOB_UID is required"),
+        ({"MANDRILL_CRAWL_SPEC": "{not json"}, "MANDRILL_CRAWL_SPEC is not JSON"),
+        ({"MANDRILL_CRAWL_SPEC": '{"urlsFrom": {"name": "c", "key": "k"}}'}, "urlsFrom"),
+    ],
+)
+async def test_a_worker_without_what_it_needs_fails_with_one_line(
+    postgres_url: str, change: dict[str, str], message: str
+) -> None:
+    env = {
+        **os.environ,
+        "MANDRILL_STORE_URL": postgres_url,
+        "MANDRILL_CRAWL_JOB_UID": JOB,
+        "MANDRILL_CRAWL_SPEC": json.dumps({"urls": ["http://a.test/"]}),
+        **change,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        *WORKER, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    assert proc.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert message in lines[0]
