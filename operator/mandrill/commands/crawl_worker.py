@@ -45,7 +45,7 @@ import attrs
 
 from mandrill import store_url
 from mandrill.adapters import http, shared_frontier, ssrf
-from mandrill.domain.crawl import engine, job_run, shared
+from mandrill.domain.crawl import engine, job_run, ports, shared
 from mandrill.domain.crawl.models import CrawlSpec, CrawlStats, Edge, PageResult, Progress
 
 log = logging.getLogger("mandrill.crawl_worker")
@@ -182,7 +182,41 @@ class _Progress:
             log.info("%d pages crawled by this worker", self.pages)
 
 
+@attrs.frozen
+class Summary:
+    """What one worker did, and what the frontier cost it: its last line on stdout."""
+
+    status: int
+    holder: str
+    stored: int
+    fenced: int
+    lost: int
+    transactions: int
+    statements: int
+    db_seconds: float
+    elapsed: float
+    stopped: bool
+    timed_out: bool
+
+    def line(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+
 async def _main(config: WorkerConfig) -> int:
+    policy = ssrf.AddressPolicy(allow_private=config.allow_private)
+    try:
+        async with http.HttpFetcher.open(spec=config.spec, policy=policy) as fetcher:
+            summary = await work(config, fetcher=fetcher)
+    except Exception:
+        log.exception("crawl-worker failed")
+        return 1
+    print(summary.line(), flush=True)
+    return summary.status
+
+
+async def work(config: WorkerConfig, *, fetcher: ports.Fetcher) -> Summary:
+    """Seed, crawl what this worker leases until the shared frontier is finished (or
+    SIGTERM, or the total timeout), then write and give back what it holds."""
     holder = shared.holder_id(config.worker_id)
     store = shared_frontier.PostgresSharedFrontier.from_url(config.store, job_uid=config.job_uid)
     timing = shared.Timing.for_lease(config.lease, request_timeout=config.spec.request_timeout)
@@ -212,21 +246,19 @@ async def _main(config: WorkerConfig) -> int:
     try:
         admitted = await participant.seed()
         log.info("seeded: %d new frontier rows", admitted)
-        policy = ssrf.AddressPolicy(allow_private=config.allow_private)
-        async with http.HttpFetcher.open(spec=config.spec, policy=policy) as fetcher:
-            crawl = asyncio.create_task(
-                engine.crawl(
-                    config.spec, fetcher=fetcher, sink=_Progress(), participant=participant
-                )
-            )
-            if stopping.is_set():
-                crawl.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                stats = await crawl
+        crawl = asyncio.create_task(
+            engine.crawl(config.spec, fetcher=fetcher, sink=_Progress(), participant=participant)
+        )
+        if stopping.is_set():
+            crawl.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            stats = await crawl
     except Exception:
         log.exception("crawl-worker %s failed", holder)
         status = 1
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await participant.close()
@@ -235,23 +267,22 @@ async def _main(config: WorkerConfig) -> int:
             status = status or (0 if stopping.is_set() else 1)
         await store.close()
     counters = store.counters
-    summary = {
-        "holder": holder,
-        "stored": participant.stored,
-        "fenced": participant.fenced,
-        "lost": participant.lost,
-        "transactions": counters.transactions,
-        "statements": counters.statements,
-        "db_seconds": round(counters.seconds, 6),
-        "elapsed": round(time.monotonic() - started, 6),
-        "stopped": stopping.is_set(),
-        "timed_out": stats.timed_out if stats is not None else False,
-    }
-    print(json.dumps(summary), flush=True)
     log.info(
         "crawl-worker %s done: %d outcomes stored, %d dropped by fencing",
         holder,
         participant.stored,
         participant.fenced,
     )
-    return status
+    return Summary(
+        status=status,
+        holder=holder,
+        stored=participant.stored,
+        fenced=participant.fenced,
+        lost=participant.lost,
+        transactions=counters.transactions,
+        statements=counters.statements,
+        db_seconds=round(counters.seconds, 6),
+        elapsed=round(time.monotonic() - started, 6),
+        stopped=stopping.is_set(),
+        timed_out=stats.timed_out if stats is not None else False,
+    )
