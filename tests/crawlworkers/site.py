@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import attrs
@@ -28,6 +29,8 @@ from tests import local_http
 @attrs.define
 class HostCounters:
     requests: collections.Counter[str] = attrs.Factory(collections.Counter)
+    starts: list[float] = attrs.Factory(list)
+    """When each request came (time.monotonic), robots.txt included."""
     in_flight: int = 0
     most_in_flight: int = 0
 
@@ -58,14 +61,22 @@ class Site:
     def reset(self) -> None:
         for counters in self.counters:
             counters.requests.clear()
+            counters.starts.clear()
             counters.most_in_flight = 0
 
 
 def _app(
-    host: int, *, bases: list[str], pages: int, delay: float, counters: HostCounters
+    host: int,
+    *,
+    bases: list[str],
+    pages: int,
+    delay: float,
+    robots: str | None,
+    counters: HostCounters,
 ) -> web.Application:
     async def page(request: web.Request) -> web.StreamResponse:
         counters.requests[request.path] += 1
+        counters.starts.append(time.monotonic())
         counters.in_flight += 1
         counters.most_in_flight = max(counters.most_in_flight, counters.in_flight)
         try:
@@ -88,6 +99,9 @@ def _app(
 
     async def other(request: web.Request) -> web.StreamResponse:
         counters.requests[request.path] += 1
+        counters.starts.append(time.monotonic())
+        if request.path == "/robots.txt" and robots is not None:
+            return web.Response(text=robots, content_type="text/plain")
         raise web.HTTPNotFound()
 
     app = web.Application()
@@ -97,12 +111,15 @@ def _app(
 
 
 @contextlib.asynccontextmanager
-async def serve(*, hosts: int = 3, pages: int = 100, delay: float = 0.03) -> AsyncIterator[Site]:
-    """Serve the site until the block ends."""
+async def serve(
+    *, hosts: int = 3, pages: int = 100, delay: float = 0.03, robots: str | None = None
+) -> AsyncIterator[Site]:
+    """Serve the site until the block ends (`robots`: every host's robots.txt; none: 404)."""
     counters = [HostCounters() for _ in range(hosts)]
     bases: list[str] = []
     apps = [
-        _app(h, bases=bases, pages=pages, delay=delay, counters=counters[h]) for h in range(hosts)
+        _app(h, bases=bases, pages=pages, delay=delay, robots=robots, counters=counters[h])
+        for h in range(hosts)
     ]
     async with contextlib.AsyncExitStack() as stack:
         for app in apps:

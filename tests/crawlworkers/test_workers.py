@@ -7,13 +7,16 @@ any host; a worker SIGKILLed mid-crawl loses nothing: the others finish its
 URLs once its leases run out, and the only pages fetched twice are ones it
 held when it died; maxPages holds exactly across workers; a SIGTERMed
 worker exits 0 at once and gives its leases back, so the others finish
-without waiting for them to expire; the settings a worker cannot run
-without fail it with status 1 and one line.
+without waiting for them to expire; Crawl-delay spacing holds at the
+server when the host changes hands (robots.txt read once, through the
+store); the settings a worker cannot run without fail it with status 1 and
+one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import pathlib
@@ -295,3 +298,29 @@ async def test_a_worker_without_what_it_needs_fails_with_one_line(
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1, lines
     assert message in lines[0]
+
+
+async def test_crawl_delay_holds_when_the_host_changes_hands(
+    workers: Workers, postgres_url: str
+) -> None:
+    delay = 0.25
+    robots = f"User-agent: *\nCrawl-delay: {delay}\n"
+    async with test_site.serve(hosts=1, pages=30, delay=0.0, robots=robots) as one_host:
+        workers.spec, workers.lease = spec_body(one_host.seed), 60.0
+        await workers.start("w0", "w1")
+        await wait_for_pages(postgres_url, 6)
+        (holder,) = await rows(
+            postgres_url,
+            "SELECT split_part(holder, '/', 1) FROM crawl_host_leases WHERE holder IS NOT NULL",
+        )
+        workers.procs[holder[0]].send_signal(signal.SIGTERM)
+        results = [await workers.finish(name) for name in ("w0", "w1")]
+        starts = one_host.counters[0].starts
+        robots_reads = one_host.counters[0].requests["/robots.txt"]
+    assert [status for status, _ in results] == [0, 0]
+    assert all(summary is not None and summary["stored"] > 0 for _, summary in results)
+    _, _, states = await stored(postgres_url)
+    assert states == {"done": 32}  # 30 pages, 2 missing
+    assert robots_reads == 1  # read by the first holder, handed on through the store
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= delay - 0.02, sorted(gaps)[:3]

@@ -92,12 +92,12 @@ class Politeness:
         """One hop through the fetcher, within the host's slots and Crawl-delay."""
         host = self._host(urls.authority_of(url))
         async with host.slots:
-            if host.delay > 0:
-                now = time.monotonic()
-                start = max(now, host.next_start)
-                host.next_start = start + host.delay
-                if start > now:
-                    await asyncio.sleep(start - now)
+            # next_start is in the future only after a Crawl-delay (or a `hold_off`).
+            now = time.monotonic()
+            start = max(now, host.next_start)
+            host.next_start = start + host.delay
+            if start > now:
+                await asyncio.sleep(start - now)
             return await self.fetcher.fetch(url, max_bytes=max_bytes, want_body=want_body)
 
     async def _load_robots(  # noqa: PLR0911 - one return per RFC 9309 case
