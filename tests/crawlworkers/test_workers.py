@@ -9,8 +9,9 @@ held when it died; maxPages holds exactly across workers; a SIGTERMed
 worker exits 0 at once and gives its leases back, so the others finish
 without waiting for them to expire; Crawl-delay spacing holds at the
 server when the host changes hands (robots.txt read once, through the
-store); the settings a worker cannot run without fail it with status 1 and
-one line.
+store); a worker paused (SIGSTOP) past its leases wakes to find them
+taken over and neither fetches nor stores anything more; the settings a
+worker cannot run without fail it with status 1 and one line.
 """
 
 from __future__ import annotations
@@ -324,3 +325,36 @@ async def test_crawl_delay_holds_when_the_host_changes_hands(
     assert robots_reads == 1  # read by the first holder, handed on through the store
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert min(gaps) >= delay - 0.02, sorted(gaps)[:3]
+
+
+async def test_a_worker_paused_past_its_leases_neither_fetches_nor_writes_when_it_wakes(
+    site: test_site.Site, workers: Workers, postgres_url: str
+) -> None:
+    body = spec_body(site.seed)
+    alone = await reference(body)
+    site.reset()
+    workers.spec, workers.lease = body, 2.0
+    await workers.start("w0", "w1", "w2")
+    await wait_for_pages(postgres_url, 60)
+    held = await rows(
+        postgres_url,
+        "SELECT DISTINCT split_part(holder, '/', 1) FROM crawl_host_leases"
+        " WHERE job_uid = $1 AND holder IS NOT NULL",
+        JOB,
+    )
+    sleeper = sorted(name for (name,) in held)[0]
+    workers.procs[sleeper].send_signal(signal.SIGSTOP)  # slow but alive: a long GC, a frozen VM
+    others = [name for name in ("w0", "w1", "w2") if name != sleeper]
+    results = [await workers.finish(name) for name in others]
+    assert [status for status, _ in results] == [0, 0]
+    pages, edges, states = await stored(postgres_url)
+    assert states == {"done": len(alone.pages)}
+    assert edges == alone.edges
+    fetched = site.fetched()
+    workers.procs[sleeper].send_signal(signal.SIGCONT)
+    status, summary = await workers.finish(sleeper)
+    assert status == 0
+    assert summary is not None
+    assert summary["fenced"] + summary["lost"] > 0  # it woke up holding leases others had taken
+    assert site.fetched() == fetched  # not one request after it woke
+    assert (await stored(postgres_url))[0] == pages  # and not one outcome more
