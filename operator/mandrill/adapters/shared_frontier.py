@@ -17,7 +17,9 @@ Admission runs last in its transaction, because it takes the one row lock
 all workers share (the job's budget row): under it the insert sees every
 admission committed before it (READ COMMITTED takes a new snapshot per
 statement), so the budget is exact and ordinals are unique, and it is held
-only for the few statements before the commit.
+only for the few statements before the commit. It is taken only when a
+lookup without it found a link not in the frontier yet: most links of a
+page are known by the time it is crawled.
 
 `counters` count transactions and statements (a call to execute, fetch or
 executemany: one round trip) and the seconds spent in them, for the
@@ -43,6 +45,9 @@ from mandrill.store_url import StoreUrl
 T = TypeVar("T")
 PENDING = frontier.State.PENDING.value
 
+UNKNOWN = """
+SELECT c.url FROM unnest($2::text[]) AS c(url)
+WHERE NOT EXISTS (SELECT 1 FROM crawl_frontier f WHERE f.job_uid = $1 AND f.url = c.url)"""
 LOCK_BUDGET = "SELECT admitted FROM crawl_budget WHERE job_uid = $1 FOR UPDATE"
 ADMIT = f"""
 INSERT INTO crawl_frontier (job_uid, url, state, depth, parent, host, ordinal)
@@ -203,6 +208,11 @@ class PostgresSharedFrontier:
             unique.setdefault(candidate[0], candidate)
         if not unique:
             return 0
+        # Most links of a page are known by then: ask first, without the lock, and take it
+        # only for a URL that was new a moment ago (the insert asks again under it).
+        fresh = {row[0] for row in await conn.fetch(UNKNOWN, self.job_uid, list(unique))}
+        if not fresh:
+            return 0
         admitted = await conn.fetchval(LOCK_BUDGET, self.job_uid)
         if admitted is None:  # seeded by no one yet: the budget row comes with the seeds
             await conn.execute(
@@ -214,7 +224,7 @@ class PostgresSharedFrontier:
         room = max_pages - int(admitted)
         if room <= 0:
             return 0
-        values = list(unique.values())
+        values = [c for url, c in unique.items() if url in fresh]
         hosts = await conn.fetch(
             ADMIT,
             self.job_uid,

@@ -383,10 +383,13 @@ class Participant:
             )
             for grant in grants:
                 await self._take_host(grant, until=until)
+        # A host is topped up once a round of its slots is free, not for each URL done:
+        # half the lease transactions, and its slots still have a round queued.
+        low = self.per_host_target - self.spec.per_host_concurrency
         rooms = {
             host: self.per_host_target - self.per_host[host]
             for host in self.hosts
-            if self.per_host[host] < self.per_host_target
+            if self.per_host[host] <= low
         }
         if not rooms:
             return []
