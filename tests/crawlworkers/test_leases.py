@@ -8,7 +8,8 @@ holder's is stored; a heartbeat keeps a lease from being taken; a released
 host hands its next allowed start (Crawl-delay) on; concurrent outcomes
 with overlapping links admit each URL once and exactly maxPages URLs in
 all; the Participant stops fetching a URL whose lease ends within its
-margin, and gives up a host whose renewal was refused.
+margin, and gives up a host whose renewal was refused; a host's next start
+is handed to Politeness and read back from it.
 
 Times are explicit (`now`, `until`) or come from a FakeClock: nothing
 sleeps on a lease.
@@ -22,6 +23,7 @@ import attrs
 
 from mandrill.domain.crawl import shared
 from mandrill.domain.crawl.models import CrawlSpec, EdgeList, ErrorKind, PageResult
+from mandrill.domain.crawl.politeness import Politeness
 from tests.crawlworkers.conftest import JOB_UID, Opener, Query
 
 T0 = 1_800_000_000.0
@@ -196,8 +198,6 @@ async def test_a_participant_stops_fetching_within_the_margin_and_drops_lost_hos
     spec = CrawlSpec.create(seeds=(), concurrency=2, per_host_concurrency=2)
     timing = shared.Timing(lease=10, heartbeat=3, margin=4, poll=0.1, patience=1)
     me = shared.Participant(store=store, spec=spec, holder="me", timing=timing, clock=clock)
-    from mandrill.domain.crawl.politeness import Politeness
-
     me._politeness = Politeness(spec=spec, fetcher=None)  # type: ignore[arg-type]
     leased = await me._lease_more()
     assert {x.url for x in leased} == {f"{SITE}/", f"{SITE}/2"}
@@ -218,3 +218,13 @@ async def test_a_participant_stops_fetching_within_the_margin_and_drops_lost_hos
     me.drop(f"{SITE}/")
     assert me.lost == 1
     assert f"{SITE}/" not in me.urls
+
+
+def test_a_hosts_next_start_is_handed_on_and_read_back() -> None:
+    spec = CrawlSpec.create(seeds=())
+    politeness = Politeness(spec=spec, fetcher=None)  # type: ignore[arg-type]
+    assert politeness.wait_left("a.test") == 0.0
+    politeness.hold_off("a.test", 5.0)
+    assert 4.5 < politeness.wait_left("a.test") <= 5.0
+    politeness.hold_off("a.test", 1.0)  # an earlier start never shortens the wait
+    assert 4.5 < politeness.wait_left("a.test") <= 5.0

@@ -5,9 +5,10 @@ to the same edge set and page outcomes as one in-process crawl, every page
 fetched once, and never more than perHostConcurrency requests in flight at
 any host; a worker SIGKILLed mid-crawl loses nothing: the others finish its
 URLs once its leases run out, and the only pages fetched twice are ones it
-held when it died; maxPages holds exactly across workers; a SIGTERMed
-worker exits 0 at once and gives its leases back, so the others finish
-without waiting for them to expire; Crawl-delay spacing holds at the
+held when it died; maxPages holds exactly across workers (their JSON logs
+never show the store password); a SIGTERMed worker exits 0 at once and
+gives its leases back, so the others finish without waiting for them to
+expire; Crawl-delay spacing holds at the
 server when the host changes hands (robots.txt read once, through the
 store); a worker paused (SIGSTOP) past its leases wakes to find them
 taken over and neither fetches nor stores anything more; the settings a
@@ -35,6 +36,7 @@ from mandrill.adapters import http, ssrf
 from mandrill.domain.crawl import engine
 from mandrill.domain.crawl.models import CrawlSpec, Edge, PageResult, Progress
 from tests.crawlworkers import site as test_site
+from tests.postgres import PostgresServer
 
 WORKER = (sys.executable, "-m", "mandrill", "crawl-worker")
 JOB = "3f0c-workers-test"
@@ -61,6 +63,7 @@ class Workers:
     spec: dict[str, Any]
     logs: pathlib.Path
     lease: float = 30.0
+    env: dict[str, str] = attrs.Factory(dict)
     procs: dict[str, asyncio.subprocess.Process] = attrs.Factory(dict)
 
     async def start(self, *names: str) -> None:
@@ -74,6 +77,7 @@ class Workers:
                 "JOB_COMPLETION_INDEX": name[-1],
                 "MANDRILL_CRAWL_ALLOW_PRIVATE": "true",
                 "MANDRILL_CRAWL_LEASE_SECONDS": str(self.lease),
+                **self.env,
             }
             stderr = (self.logs / f"{name}.log").open("wb")
             self.procs[name] = await asyncio.create_subprocess_exec(
@@ -234,12 +238,18 @@ async def test_a_killed_workers_urls_are_finished_by_the_others(
 
 
 async def test_max_pages_holds_exactly_across_workers(
-    site: test_site.Site, workers: Workers, postgres_url: str
+    site: test_site.Site, workers: Workers, postgres_url: str, postgres: PostgresServer
 ) -> None:
     workers.spec = spec_body(site.seed, maxPages=57)
+    workers.env = {"MANDRILL_LOG_FORMAT": "json"}
     await workers.start("w0", "w1", "w2")
     results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
     assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    for name in ("w0", "w1", "w2"):
+        lines = workers.log(name).splitlines()
+        assert lines
+        assert all(isinstance(json.loads(line), dict) for line in lines)
+        assert postgres.password not in workers.log(name)
     pages, _, states = await stored(postgres_url)
     assert len(pages) == 57
     assert states == {"done": 57}
