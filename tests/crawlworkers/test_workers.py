@@ -184,7 +184,8 @@ async def test_three_workers_crawl_what_one_process_crawls_each_page_once(
     summaries = [s for _, s in results if s is not None]
     assert sum(s["stored"] for s in summaries) == len(alone.pages)
     assert sum(s["fenced"] for s in summaries) == 0
-    assert all(s["stored"] > 0 for s in summaries), summaries  # every worker had a host
+    # The work was shared (which worker gets which host is first come, first served).
+    assert sum(1 for s in summaries if s["stored"] > 0) >= 2, summaries
     pages, edges, states = await stored(postgres_url)
     assert edges == alone.edges
     assert pages == {u: (p.error.value if p.error else None) for u, p in alone.pages.items()}
