@@ -3,7 +3,10 @@
 Host h (0 <= h < hosts) serves /p/{i} for 0 <= i < pages: an HTML page
 linking to /p/{i+1} and /p/{7i+3} on the same host, to /p/{11i+2} on the
 next host, and every 25th page to a /missing/ page (404). So everything is
-reachable from host 0's /p/0, and every host has work. Each page answers
+reachable from host 0's /p/0, and every host has work. With `redirects`,
+every page i with i % 10 == 5 also links /r/{i}, a 301 to /p/{i} of the host
+after next: a page this host's pages do not link to, that another worker
+crawls. Each page answers
 after `delay` seconds, so a crawl takes long enough to kill a worker in the
 middle of it.
 
@@ -72,6 +75,7 @@ def _app(
     pages: int,
     delay: float,
     robots: str | None,
+    redirects: bool,
     counters: HostCounters,
 ) -> web.Application:
     async def page(request: web.Request) -> web.StreamResponse:
@@ -92,10 +96,18 @@ def _app(
             ]
             if i % 25 == 0:
                 links.append(f"/missing/{i}")
+            if redirects and i % 10 == 5:
+                links.append(f"/r/{i}")
             body = "".join(f'<a href="{link}">x</a>' for link in links)
             return web.Response(text=f"<html><body>{body}</body></html>", content_type="text/html")
         finally:
             counters.in_flight -= 1
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        counters.requests[request.path] += 1
+        counters.starts.append(time.monotonic())
+        far = bases[(host + 2) % len(bases)]
+        raise web.HTTPMovedPermanently(f"{far}/p/{request.match_info['i']}")
 
     async def other(request: web.Request) -> web.StreamResponse:
         counters.requests[request.path] += 1
@@ -106,19 +118,33 @@ def _app(
 
     app = web.Application()
     app.router.add_get("/p/{i}", page)
+    app.router.add_get("/r/{i}", redirect)
     app.router.add_get("/{tail:.*}", other)
     return app
 
 
 @contextlib.asynccontextmanager
 async def serve(
-    *, hosts: int = 3, pages: int = 100, delay: float = 0.03, robots: str | None = None
+    *,
+    hosts: int = 3,
+    pages: int = 100,
+    delay: float = 0.03,
+    robots: str | None = None,
+    redirects: bool = False,
 ) -> AsyncIterator[Site]:
     """Serve the site until the block ends (`robots`: every host's robots.txt; none: 404)."""
     counters = [HostCounters() for _ in range(hosts)]
     bases: list[str] = []
     apps = [
-        _app(h, bases=bases, pages=pages, delay=delay, robots=robots, counters=counters[h])
+        _app(
+            h,
+            bases=bases,
+            pages=pages,
+            delay=delay,
+            robots=robots,
+            redirects=redirects,
+            counters=counters[h],
+        )
         for h in range(hosts)
     ]
     async with contextlib.AsyncExitStack() as stack:

@@ -117,6 +117,7 @@ WHERE h.job_uid = $1 AND h.host = v.host AND h.holder = $2"""
 ROBOTS = """
 SELECT origin, robots_rules, unavailable, failure, message FROM crawl_hosts
 WHERE job_uid = $1 AND origin = ANY($2::text[])"""
+KNOWS = "SELECT EXISTS (SELECT 1 FROM crawl_frontier WHERE job_uid = $1 AND url = $2)"
 FINISHED = (
     f"SELECT NOT EXISTS (SELECT 1 FROM crawl_frontier WHERE job_uid = $1 AND state = '{PENDING}')"
 )
@@ -364,5 +365,11 @@ class PostgresSharedFrontier:
     async def finished(self) -> bool:
         async def work(conn: _Counted) -> bool:
             return bool(await conn.fetchval(FINISHED, self.job_uid))
+
+        return await self._run("cannot read", work)
+
+    async def knows(self, url: str) -> bool:
+        async def work(conn: _Counted) -> bool:
+            return bool(await conn.fetchval(KNOWS, self.job_uid, url))
 
         return await self._run("cannot read", work)

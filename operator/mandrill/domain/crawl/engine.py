@@ -221,6 +221,12 @@ class _Crawl:
         self.participant.drop(item.url)
         return False
 
+    async def _known_elsewhere(self, url: str) -> bool:
+        """Whether another worker sharing the frontier has admitted `url` (or met it as a hop)."""
+        if self.participant is None:
+            return False
+        return await self.participant.knows(url)
+
     def _admit(self, url: str, *, depth: int, parent: str | None) -> None:
         self.seen.add(url)
         self.known.add(url)
@@ -268,7 +274,7 @@ class _Crawl:
                 return
             assert target is not None
             self.known.add(target)
-            if target in self.seen:
+            if target in self.seen or await self._known_elsewhere(target):
                 await self._finish_item(
                     item,
                     final_url=target,

@@ -186,6 +186,10 @@ class SharedFrontier(Protocol):
         """Whether no frontier row is pending."""
         ...
 
+    async def knows(self, url: str) -> bool:
+        """Whether `url` has a frontier row (admitted, or reached as a redirect hop)."""
+        ...
+
 
 def seeds_of(spec: CrawlSpec) -> tuple[list[str], list[PageResult]]:
     """The seeds as canonical URLs (first occurrence kept), and outcomes for invalid ones."""
@@ -316,6 +320,11 @@ class Participant:
             self._hops = ()
         self._outbox.append(completion)
         self._wake.set()
+
+    async def knows(self, url: str) -> bool:
+        """Whether the shared frontier has `url` already (asked before following a redirect
+        to it: this worker's own seen set does not know what the others admitted)."""
+        return await self._patiently("asking the frontier", lambda: self.store.knows(url))
 
     # --- FrontierLog ----------------------------------------------------------------
 
