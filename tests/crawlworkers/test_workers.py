@@ -15,7 +15,8 @@ taken over and neither fetches nor stores anything more; the settings a
 worker cannot run without fail it with status 1 and one line; redirects to
 pages another worker crawls give the edges of one process, and a redirect
 target the store already has is not fetched again (without that check, 28
-of 30 were).
+of 30 were); PostgreSQL stopped for 3 s mid-crawl: the workers retry, go on
+and finish with every page fetched once.
 """
 
 from __future__ import annotations
@@ -400,3 +401,28 @@ async def test_redirects_across_workers_give_the_edges_of_one_process(
     twice = {url for url, n in fetched.items() if n > 1}
     assert all("/p/" in url and int(url.rsplit("/", 1)[1]) % 10 == 5 for url in twice), twice
     assert len(twice) <= 3
+
+
+async def test_workers_ride_out_a_store_outage(
+    site: test_site.Site, workers: Workers, postgres_url: str, postgres: PostgresServer
+) -> None:
+    body = spec_body(site.seed)
+    alone = await reference(body)
+    site.reset()
+    workers.spec = body
+    await workers.start("w0", "w1", "w2")
+    await wait_for_pages(postgres_url, 40)
+    await asyncio.to_thread(postgres.stop, "fast")  # every connection cut
+    try:
+        await asyncio.sleep(3)
+    finally:
+        await asyncio.to_thread(postgres.start)
+    results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
+    assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    assert any("trying again" in workers.log(name) for name in ("w0", "w1", "w2"))
+    pages, edges, states = await stored(postgres_url)
+    assert states == {"done": len(alone.pages)}
+    assert set(pages) == set(alone.pages)
+    assert edges == alone.edges
+    # Leases outlast the outage: no one took anything over, so nothing was fetched twice.
+    assert max(site.fetched().values()) == 1

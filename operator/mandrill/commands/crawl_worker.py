@@ -140,7 +140,7 @@ def add_parser(sub: Any) -> None:
     sub.add_parser(
         "crawl-worker",
         help="crawl a CrawlJob as one of several workers sharing its frontier in PostgreSQL",
-        description=(__doc__ or "").split("\n\n")[1],
+        description=(__doc__ or "").split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
