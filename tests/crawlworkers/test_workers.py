@@ -16,7 +16,9 @@ worker cannot run without fail it with status 1 and one line; redirects to
 pages another worker crawls give the edges of one process, and a redirect
 target the store already has is not fetched again (without that check, 28
 of 30 were); PostgreSQL stopped for 3 s mid-crawl: the workers retry, go on
-and finish with every page fetched once.
+and finish with every page fetched once; a store that never answers ends
+a worker with status 1 after its patience, the error logged, the password
+in no line.
 """
 
 from __future__ import annotations
@@ -426,3 +428,27 @@ async def test_workers_ride_out_a_store_outage(
     assert edges == alone.edges
     # Leases outlast the outage: no one took anything over, so nothing was fetched twice.
     assert max(site.fetched().values()) == 1
+
+
+async def test_a_worker_whose_store_stays_away_exits_1_saying_why() -> None:
+    secret = "pw-never-in-a-log"
+    env = {
+        **os.environ,
+        "MANDRILL_STORE_URL": f"postgresql://mandrill:{secret}@127.0.0.1:1/nowhere",
+        "MANDRILL_CRAWL_JOB_UID": JOB,
+        "MANDRILL_CRAWL_SPEC": json.dumps({"urls": ["http://a.test/"]}),
+        "MANDRILL_CRAWL_LEASE_SECONDS": "2",  # patience: 10 s, the least there is
+    }
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *WORKER, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    assert proc.returncode == 1
+    assert 10 <= time.monotonic() - started < 30
+    log = err.decode()
+    assert "seeding failed, trying again" in log
+    assert "StoreError: cannot open shared frontier postgresql://mandrill:***@" in log
+    assert secret not in log
+    assert secret not in out.decode()
+    assert json.loads(out.decode().strip().splitlines()[-1])["status"] == 1

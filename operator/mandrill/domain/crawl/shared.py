@@ -64,6 +64,8 @@ from mandrill.domain.errors import StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_RETRY_WAIT = 4.0
+"""Longest wait between tries of a store that fails (they start at `Timing.poll`)."""
 
 
 def holder_id(worker_id: str) -> str:
@@ -236,7 +238,7 @@ class Timing:
             heartbeat=lease / 3,
             margin=min(request_timeout + 1.0, lease / 2),
             poll=min(0.5, lease / 6),
-            patience=max(2 * lease, 30.0),
+            patience=max(2 * lease, 10.0),
         )
 
 
@@ -494,11 +496,13 @@ class Participant:
     async def _patiently(self, doing: str, work: Callable[[], Awaitable[T]]) -> T:
         """`work`, tried again while the store fails, for up to `timing.patience` seconds."""
         give_up = self.clock() + self.timing.patience
+        wait = self.timing.poll
         while True:
             try:
                 return await work()
             except StoreError as e:
                 if self.clock() >= give_up:
                     raise
-                log.warning("%s failed, trying again: %s", doing, e)
-                await self.sleep(self.timing.poll)
+                log.warning("%s failed, trying again in %.1f s: %s", doing, wait, e)
+                await self.sleep(wait)
+                wait = min(wait * 2, MAX_RETRY_WAIT)
