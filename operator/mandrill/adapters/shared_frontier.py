@@ -185,11 +185,20 @@ class PostgresSharedFrontier:
     counters: Counters = attrs.Factory(Counters)
 
     @classmethod
-    def from_url(cls, url: StoreUrl, *, job_uid: str) -> PostgresSharedFrontier:
-        """ValueError unless `url` is PostgreSQL's: workers share nothing else."""
+    def from_url(
+        cls, url: StoreUrl, *, job_uid: str, idle_timeout: float = 10.0
+    ) -> PostgresSharedFrontier:
+        """ValueError unless `url` is PostgreSQL's: workers share nothing else.
+
+        `idle_timeout`: seconds the server lets this session sit in a transaction
+        without a statement before it ends it. A worker paused mid-transaction (a
+        frozen VM, SIGSTOP) would otherwise hold its row locks -- the budget row's
+        among them -- and every other worker's admissions would wait for it."""
         if url.backend != "postgresql":
             raise ValueError(f"workers share a frontier in PostgreSQL only, not {url.redacted}")
-        return cls(db=postgres.PostgresDatabase(url=url, what="shared frontier"), job_uid=job_uid)
+        settings = {"idle_in_transaction_session_timeout": str(max(1, round(idle_timeout * 1000)))}
+        db = postgres.PostgresDatabase(url=url, what="shared frontier", settings=settings)
+        return cls(db=db, job_uid=job_uid)
 
     async def close(self) -> None:
         await self.db.close()

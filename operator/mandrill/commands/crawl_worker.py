@@ -218,8 +218,10 @@ async def work(config: WorkerConfig, *, fetcher: ports.Fetcher) -> Summary:
     """Seed, crawl what this worker leases until the shared frontier is finished (or
     SIGTERM, or the total timeout), then write and give back what it holds."""
     holder = shared.holder_id(config.worker_id)
-    store = shared_frontier.PostgresSharedFrontier.from_url(config.store, job_uid=config.job_uid)
     timing = shared.Timing.for_lease(config.lease, request_timeout=config.spec.request_timeout)
+    store = shared_frontier.PostgresSharedFrontier.from_url(
+        config.store, job_uid=config.job_uid, idle_timeout=max(1.0, config.lease / 2)
+    )
     participant = shared.Participant(store=store, spec=config.spec, holder=holder, timing=timing)
     log.info(
         "crawl-worker %s (index %s) for job %s, store %s",

@@ -51,7 +51,7 @@ import asyncio
 import collections
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -67,7 +67,7 @@ from mandrill.domain.crawl.models import (
     Progress,
 )
 from mandrill.domain.crawl.pages import Failure
-from mandrill.domain.crawl.politeness import Politeness
+from mandrill.domain.crawl.politeness import Politeness, Withdrawn
 from mandrill.domain.crawl.ports import Fetcher, ResultSink
 
 LINK_BATCH = 1000
@@ -218,8 +218,22 @@ class _Crawl:
         """Whether the item may be fetched (always, unless its shared lease is running out)."""
         if self.participant is None or self.participant.holds(item.url):
             return True
-        self.participant.drop(item.url)
+        self._give_up(item)
         return False
+
+    def _lease_check(self, item: _Item) -> Callable[[], bool] | None:
+        """For a shared crawl: asked again right before the request (after the host's
+        slot and delay, which can take a while)."""
+        participant = self.participant
+        if participant is None:
+            return None
+        return lambda: participant.holds(item.url)
+
+    def _give_up(self, item: _Item) -> None:
+        """The item's lease ran out before its request: drop it, unfinished (see `shared`)."""
+        assert self.participant is not None
+        self.hops.pop(item.url, None)
+        self.participant.drop(item.url)
 
     async def _known_elsewhere(self, url: str) -> bool:
         """Whether another worker sharing the frontier has admitted `url` (or met it as a hop)."""
@@ -249,15 +263,21 @@ class _Crawl:
         chain = [url]
         for hop in range(self.spec.max_redirects + 1):
             if not self._still_leased(item):
-                self.hops.pop(item.url, None)
                 return
             refusal = await self.politeness.refusal(url)
             if refusal is not None:
                 await self._fail(item, url, refusal)
                 return
-            outcome = await self.politeness.fetch(
-                url, max_bytes=self.spec.max_response_bytes, want_body=pages.wants_html
-            )
+            try:
+                outcome = await self.politeness.fetch(
+                    url,
+                    max_bytes=self.spec.max_response_bytes,
+                    want_body=pages.wants_html,
+                    still_wanted=self._lease_check(item),
+                )
+            except Withdrawn:
+                self._give_up(item)
+                return
             if isinstance(outcome, FetchFailure):
                 if outcome.retryable and item.attempt <= self.spec.max_retries:
                     self._retry(item, delay=None)

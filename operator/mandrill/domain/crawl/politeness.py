@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -25,6 +25,10 @@ from mandrill.domain.crawl.models import CrawlSpec, ErrorKind, FetchFailure, Fet
 from mandrill.domain.crawl.ports import BodyFilter, Fetcher
 
 ROBOTS_MAX_REDIRECTS = 5
+
+
+class Withdrawn(Exception):
+    """A request not made after all: its URL was no longer wanted when its turn came."""
 
 
 @attrs.define
@@ -87,9 +91,18 @@ class Politeness:
         return None
 
     async def fetch(
-        self, url: str, *, max_bytes: int, want_body: BodyFilter
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        want_body: BodyFilter,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> FetchResult | FetchFailure:
-        """One hop through the fetcher, within the host's slots and Crawl-delay."""
+        """One hop through the fetcher, within the host's slots and Crawl-delay.
+
+        `still_wanted` is asked once the slot is ours and the delay over, right
+        before the request; Withdrawn if it says no (a shared crawl's lease ran out
+        while the URL waited its turn)."""
         host = self._host(urls.authority_of(url))
         async with host.slots:
             # next_start is in the future only after a Crawl-delay (or a `hold_off`).
@@ -98,6 +111,8 @@ class Politeness:
             host.next_start = start + host.delay
             if start > now:
                 await asyncio.sleep(start - now)
+            if still_wanted is not None and not still_wanted():
+                raise Withdrawn(url)
             return await self.fetcher.fetch(url, max_bytes=max_bytes, want_body=want_body)
 
     async def _load_robots(  # noqa: PLR0911 - one return per RFC 9309 case
