@@ -197,7 +197,8 @@ async def test_failed_postgresql_open_leaves_no_session(
         with pytest.raises(StoreError, match="schema version 99, newer than this mandrill"):
             await journal.open()
         sessions = await store.query(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'mandrill'"
+            "SELECT COUNT(*) FROM pg_stat_activity"
+            " WHERE application_name = 'mandrill' AND datname = current_database()"
         )
         assert sessions == [(0,)]
     finally:

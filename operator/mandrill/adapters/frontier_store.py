@@ -92,7 +92,7 @@ async def load(db: database.Database, job_uid: str) -> frontier.Resumption | Non
             admitted += 1
             done += 1
     pending.sort(key=lambda p: p[0])
-    counts, outcomes = await _counts(db, job_uid)
+    counts, outcomes = await stored_counts(db, job_uid)
     linked = await db.fetch("SELECT DISTINCT target FROM crawl_edges WHERE job_uid = ?", (job_uid,))
     origins = await db.fetch(
         "SELECT origin, robots_rules, unavailable, failure, message FROM crawl_hosts"
@@ -119,8 +119,9 @@ async def load(db: database.Database, job_uid: str) -> frontier.Resumption | Non
     )
 
 
-async def _counts(db: database.Database, job_uid: str) -> tuple[frontier.Counts, int]:
-    """The stored outcomes summed by error kind, and how many there are."""
+async def stored_counts(db: database.Database, job_uid: str) -> tuple[frontier.Counts, int]:
+    """The stored outcomes summed by error kind, and how many there are: where a
+    resumed crawl's counters start, and a worker crawl's progress."""
     rows = await db.fetch(
         "SELECT error, COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(links), 0)"
         " FROM crawl_pages WHERE job_uid = ? GROUP BY error",

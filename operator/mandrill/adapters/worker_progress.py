@@ -4,7 +4,7 @@ The operator runs no crawl of its own for a CrawlJob on workers, so it keeps
 no tally: every look counts the rows the workers wrote. Frontier rows by
 state (pending, leased or not, and done; redirect aliases are not URLs of
 the crawl's own), and page outcomes by error kind with their bytes and links,
-summed as frontier_store's resumption sums them. Two grouped counts over the
+summed by frontier_store.stored_counts, as a resumption's are. Two grouped counts over the
 tables' job_uid keys: cheap enough every few seconds.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import attrs
 
-from mandrill.adapters import database
+from mandrill.adapters import database, frontier_store
 from mandrill.domain.crawl import frontier
 from mandrill.domain.crawl.job import JobRef
 from mandrill.domain.crawl.worker_status import StoreProgress
@@ -31,25 +31,12 @@ class StoreProgressReader:
                 (job.uid,),
             )
         )
-        pages = await self.db.fetch(
-            "SELECT error, COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(links), 0)"
-            " FROM crawl_pages WHERE job_uid = ? GROUP BY error",
-            (job.uid,),
-        )
-        ok = size = links = 0
-        failures: dict[str, int] = {}
-        for error, count, body_bytes, found in pages:
-            size += int(body_bytes)
-            links += int(found)
-            if error is None:
-                ok = int(count)
-            else:
-                failures[str(error)] = int(count)
+        counts, _ = await frontier_store.stored_counts(self.db, job.uid)
         return StoreProgress(
             pending=int(states.get(frontier.State.PENDING.value, 0)),
             done=int(states.get(frontier.State.DONE.value, 0)),
-            pages_ok=ok,
-            failures=failures,
-            links=links,
-            bytes=size,
+            pages_ok=counts.pages_ok,
+            failures=counts.failures,
+            links=counts.edges,
+            bytes=counts.bytes,
         )
