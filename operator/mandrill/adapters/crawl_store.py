@@ -56,8 +56,11 @@ PG_PAGE_EDGES = (
     " ON CONFLICT (job_uid, source, target) DO NOTHING"
 )
 """PostgreSQL: one statement row per page, (job uid, source, its targets in document order)."""
-BATCH_ROWS = 5000
-"""Rows (pages + edges) buffered before a batch is written."""
+BATCH_ROWS = 20_000
+"""Rows (pages + edges + frontier rows) buffered before a batch is written: some
+400 pages of the bench site. Every batch costs the writer a few hand-offs of the
+GIL with the crawl, each waiting on a busy loop; at 5,000 rows a crawl at full
+speed made batches faster than SQLite's thread could take them, and waited."""
 BATCH_SECONDS = 1.0
 """Longest a row waits in the buffer while pages keep coming."""
 
