@@ -13,7 +13,8 @@ crawl; a file whose crawl is finished just exports it again.
 
 A SIGKILL loses only what was buffered or being written: about a second of
 pages, a few batches of crawl_store.BATCH_ROWS rows (some 400 pages each) at
-most when the disk is slow; those pages are fetched again. The file itself is consistent at every commit.
+most when the disk is slow; those pages are fetched again. The file itself is
+consistent at every commit.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ async def crawl(
                 f"resuming the crawl in {state}: {resumption.done} URLs done, "
                 f"{len(resumption.pending)} pending"
             )
-        sink = store.sink(LOCAL)
+        sink = crawl_store.BatchingSink(
+            store=store, job_uid=LOCAL.uid, counted=crawl_store.uncounted
+        )
         try:
             async with http.HttpFetcher.open(spec=spec, policy=policy) as fetcher:
                 stats = await engine.crawl(
