@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from mandrill.adapters import database
@@ -38,10 +38,11 @@ from mandrill.domain.crawl import frontier
 
 MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 """Bound values a statement may carry (SQLITE_MAX_VARIABLE_NUMBER's default)."""
-MAX_ROWS = 500
-"""Rows a multi-row statement carries at most: a statement this long still prepares
-in well under a millisecond, and the few sizes a batch needs stay in sqlite3's
-statement cache."""
+MAX_ROWS = 256
+"""Rows a multi-row statement carries at most. A batch's rows go in statements of
+MAX_ROWS, then of powers of two for the rest (256 + 128 + 64 + 2 for 450), so the
+same few statement texts serve every batch: sqlite3 keeps each text it prepared
+(128 of them), and a cache full of one-off sizes cost 12 MiB of memory."""
 
 _VALUES = re.compile(r"^(?P<head>.+ VALUES )(?P<row>\(\?(?:, \?)*\))(?P<tail>.*)$", re.DOTALL)
 
@@ -65,26 +66,21 @@ def values(sql: str, rows: Sequence[Sequence[Any]]) -> list[database.Statement]:
     match = _VALUES.match(sql)
     if match is None:
         raise ValueError(f"not an INSERT ... VALUES (?, ...) statement: {sql}")
-    width = len(rows[0])
-    per = max(1, min(MAX_ROWS, MAX_PARAMS // width))
     statements: list[database.Statement] = []
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        tuples = ", ".join([match["row"]] * len(chunk))
-        params = [value for row in chunk for value in row]
+    for start, size in _chunks(len(rows), width=len(rows[0])):
+        tuples = ", ".join([match["row"]] * size)
+        params = [value for row in rows[start : start + size] for value in row]
         statements.append((f"{match['head']}{tuples}{match['tail']}", [params]))
     return statements
 
 
 def edges(rows: Iterable[tuple[str, str, Sequence[str]]]) -> list[database.Statement]:
     """(job uid, source, targets) rows as one statement per job (one, from a sink)."""
-    by_job: dict[str, dict[str, list[str]]] = {}
+    by_job: dict[str, dict[str, Sequence[str]]] = {}
     for job_uid, source, targets in rows:
         sources = by_job.setdefault(job_uid, {})
-        if source in sources:
-            sources[source].extend(targets)  # a batch put back in front of a later one
-        else:
-            sources[source] = list(targets)
+        # A source comes once per crawl from the engine; were it twice, keep both.
+        sources[source] = [*sources[source], *targets] if source in sources else targets
     return [(EDGES, [(job_uid, _json(sources))]) for job_uid, sources in by_job.items()]
 
 
@@ -93,14 +89,30 @@ def done(rows: Iterable[tuple[str, str]]) -> list[database.Statement]:
     by_job: dict[str, list[str]] = {}
     for job_uid, url in rows:
         by_job.setdefault(job_uid, []).append(url)
-    per = min(MAX_ROWS, MAX_PARAMS - 1)
     statements: list[database.Statement] = []
     for job_uid, found in by_job.items():
-        for start in range(0, len(found), per):
-            chunk = found[start : start + per]
-            marks = ", ".join(["?"] * len(chunk))
+        for start, size in _chunks(len(found), width=1):
+            marks = ", ".join(["?"] * size)
+            chunk = found[start : start + size]
             statements.append((MARK_DONE.format(marks=marks), [[job_uid, *chunk]]))
     return statements
+
+
+def _chunks(count: int, *, width: int) -> Iterator[tuple[int, int]]:
+    """(start, size) of each statement's rows: full ones, then powers of two."""
+    most = MAX_ROWS
+    while most > 1 and most * width > MAX_PARAMS - 1:  # - 1: done's job uid
+        most //= 2
+    start = 0
+    while count - start >= most:
+        yield start, most
+        start += most
+    size = most
+    while start < count:
+        size //= 2
+        if count - start >= size:
+            yield start, size
+            start += size
 
 
 def _json(document: object) -> str:
