@@ -244,7 +244,7 @@ async def test_a_batch_larger_than_a_statement_keeps_every_row_and_its_order(
     links in document order, a replay adds nothing, and non-ASCII text survives the
     JSON the edges travel in."""
     await crawls.begin(JOB, attempt=1, started=NOW)
-    count = sqlite_batch.MAX_ROWS * 2 + 7
+    count = sqlite_batch.MAX_PARAMS // 12 + 7  # more pages than one statement carries
     site = "https://example.com"
     wide = tuple(f"{site}/wide/{k}?q=été" for k in reversed(range(count)))
     results = [

@@ -111,7 +111,7 @@ def _statements(
     """A batch in frontier_store.py's order: admissions, attempts, origins, outcomes, done."""
     if backend == "sqlite":
         return [
-            *sqlite_batch.values(frontier_store.INSERT_URL, batch.urls),
+            *sqlite_batch.urls(batch.urls),
             (frontier_store.SET_ATTEMPT, batch.attempts),
             (frontier_store.INSERT_ORIGIN, batch.origins),
             *sqlite_batch.values(INSERT_PAGE, pages),

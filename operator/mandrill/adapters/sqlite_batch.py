@@ -11,13 +11,20 @@ the crawl waited on its store (`mandrill crawl --resume` ran at 0.82x of a
 plain crawl). Here a batch is a handful of statements whatever its size,
 each one step run by SQLite in C with the GIL released:
 
-- frontier rows and pages: `INSERT ... VALUES (...), (...), ...`, up to
-  MAX_PARAMS bound values a statement (SQLite's limit is 32,766 since 3.32);
+- pages: `INSERT ... VALUES (...), (...), ...`, one statement for up to
+  MAX_PARAMS bound values (SQLite's limit is 32,766 since 3.32), so the
+  values keep their types exactly (a float through JSON might not);
+- frontier rows: a JSON array of rows, expanded by json_each (ints, text
+  and NULLs only);
 - edges: one JSON object per batch, {source: [targets in document order]},
   expanded by json_each (the targets of a source stay in document order,
   which is rowid order, which is what export reads back);
-- "done" marks: one `UPDATE ... WHERE url IN (...)` per chunk, found by the
-  primary key (SQLite searches the key for each value of the list).
+- "done" marks: one `UPDATE ... WHERE url IN (SELECT value FROM
+  json_each(?))`, each URL found by the primary key.
+
+Every statement is a hand-off, and a busy machine makes each dearer: the
+writer may be descheduled holding the GIL, stalling the crawl with it. So
+there are as few as can be, and batches are large (crawl_store.BATCH_ROWS).
 
 The statements are the same upserts as frontier_store.py's and
 crawl_store.py's (ON CONFLICT DO NOTHING, an UPDATE to a fixed value), so
@@ -30,20 +37,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mandrill.adapters import database
+from mandrill.adapters import database, frontier_store
 from mandrill.domain.crawl import frontier
 
 MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 """Bound values a statement may carry (SQLITE_MAX_VARIABLE_NUMBER's default)."""
-MAX_ROWS = 256
-"""Rows a multi-row statement carries at most. A batch's rows go in statements of
-MAX_ROWS, then of powers of two for the rest (256 + 128 + 64 + 2 for 450), so the
-same few statement texts serve every batch: sqlite3 keeps each text it prepared
-(128 of them), and a cache full of one-off sizes cost 12 MiB of memory."""
-
 _VALUES = re.compile(r"^(?P<head>.+ VALUES )(?P<row>\(\?(?:, \?)*\))(?P<tail>.*)$", re.DOTALL)
 
 EDGES = (
@@ -53,10 +54,20 @@ EDGES = (
 )
 """A batch's edges of one job: (job uid, {source: [targets]}) as JSON.
 (`WHERE true` is what SQLite's parser needs between INSERT ... SELECT and ON CONFLICT.)"""
+URLS = (
+    "INSERT INTO crawl_frontier (job_uid, url, state, depth, parent, host, ordinal)"
+    " SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]') FROM json_each(?) WHERE true"
+    " ON CONFLICT (job_uid, url) DO NOTHING"
+)
+"""frontier_store.INSERT_URL for a batch's rows of one job: (job uid, [[url, state,
+depth, parent, host, ordinal], ...]) as JSON."""
 MARK_DONE = (
     f"UPDATE crawl_frontier SET state = '{frontier.State.DONE}'"
-    " WHERE job_uid = ? AND url IN ({marks})"
+    " WHERE job_uid = ? AND url IN (SELECT value FROM json_each(?))"
 )
+"""frontier_store.MARK_DONE for a batch's URLs of one job: (job uid, [urls]) as JSON."""
 
 
 def values(sql: str, rows: Sequence[Sequence[Any]]) -> list[database.Statement]:
@@ -66,12 +77,22 @@ def values(sql: str, rows: Sequence[Sequence[Any]]) -> list[database.Statement]:
     match = _VALUES.match(sql)
     if match is None:
         raise ValueError(f"not an INSERT ... VALUES (?, ...) statement: {sql}")
+    per = max(1, MAX_PARAMS // len(rows[0]))
     statements: list[database.Statement] = []
-    for start, size in _chunks(len(rows), width=len(rows[0])):
-        tuples = ", ".join([match["row"]] * size)
-        params = [value for row in rows[start : start + size] for value in row]
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        tuples = ", ".join([match["row"]] * len(chunk))
+        params = [value for row in chunk for value in row]
         statements.append((f"{match['head']}{tuples}{match['tail']}", [params]))
     return statements
+
+
+def urls(rows: Iterable[frontier_store.UrlRow]) -> list[database.Statement]:
+    """frontier_store.admitted_row / alias_rows rows, one statement per job."""
+    by_job: dict[str, list[tuple[object, ...]]] = {}
+    for job_uid, *row in rows:
+        by_job.setdefault(job_uid, []).append(tuple(row))
+    return [(URLS, [(job_uid, _json(found))]) for job_uid, found in by_job.items()]
 
 
 def edges(rows: Iterable[tuple[str, str, Sequence[str]]]) -> list[database.Statement]:
@@ -84,35 +105,12 @@ def edges(rows: Iterable[tuple[str, str, Sequence[str]]]) -> list[database.State
     return [(EDGES, [(job_uid, _json(sources))]) for job_uid, sources in by_job.items()]
 
 
-def done(rows: Iterable[tuple[str, str]]) -> list[database.Statement]:
-    """(job uid, url) rows as "done" marks, a chunk of URLs a statement."""
+def done(rows: Iterable[frontier_store.DoneRow]) -> list[database.Statement]:
+    """(job uid, url) rows as "done" marks, one statement per job."""
     by_job: dict[str, list[str]] = {}
     for job_uid, url in rows:
         by_job.setdefault(job_uid, []).append(url)
-    statements: list[database.Statement] = []
-    for job_uid, found in by_job.items():
-        for start, size in _chunks(len(found), width=1):
-            marks = ", ".join(["?"] * size)
-            chunk = found[start : start + size]
-            statements.append((MARK_DONE.format(marks=marks), [[job_uid, *chunk]]))
-    return statements
-
-
-def _chunks(count: int, *, width: int) -> Iterator[tuple[int, int]]:
-    """(start, size) of each statement's rows: full ones, then powers of two."""
-    most = MAX_ROWS
-    while most > 1 and most * width > MAX_PARAMS - 1:  # - 1: done's job uid
-        most //= 2
-    start = 0
-    while count - start >= most:
-        yield start, most
-        start += most
-    size = most
-    while start < count:
-        size //= 2
-        if count - start >= size:
-            yield start, size
-            start += size
+    return [(MARK_DONE, [(job_uid, _json(found))]) for job_uid, found in by_job.items()]
 
 
 def _json(document: object) -> str:
