@@ -1,7 +1,7 @@
 """A crawl batch on SQLite in a few statements, each carrying many rows.
 
-Why. aiosqlite runs SQLite in a thread of its own, and Python's sqlite3
-lets go of the GIL for each step of a statement and takes it back to bind
+Why. The store's SQLite runs in a thread of its own (sqlite.py), and
+Python's sqlite3 lets go of the GIL for each step of a statement and takes it back to bind
 the next row: `executemany` over N rows is N hand-offs of the GIL between
 the writer thread and the event loop's. A crawl at full speed keeps the
 loop's thread busy, so each hand-off waits for the switch interval (5 ms)
@@ -22,8 +22,7 @@ each one step run by SQLite in C with the GIL released:
 - "done" marks: one `UPDATE ... WHERE url IN (SELECT value FROM
   json_each(?))`, each URL found by the primary key.
 
-Every statement is a hand-off, and a busy machine makes each dearer: the
-writer may be descheduled holding the GIL, stalling the crawl with it. So
+Every statement still costs a few hand-offs between the two threads, so
 there are as few as can be, and batches are large (crawl_store.BATCH_ROWS).
 
 The statements are the same upserts as frontier_store.py's and
