@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 import attrs
 import pytest
 
-from mandrill.adapters import crawl_store, export
+from mandrill.adapters import crawl_store, export, frontier_store, sqlite_batch
 from mandrill.domain.crawl.job import JobRef, Outcome, Phase
 from mandrill.domain.crawl.models import EdgeList, ErrorKind, PageResult, Progress
 from tests.postgres import PostgresServer
@@ -234,6 +234,46 @@ async def test_pages_sharing_a_final_url_export_its_links_once(
         ("page", "https://example.com/b"),
         ("page", "https://example.com/c"),
     ]
+
+
+async def test_a_batch_larger_than_a_statement_keeps_every_row_and_its_order(
+    crawls: crawl_store.CrawlStore, store: Store
+) -> None:
+    """SQLite writes a batch in statements of many rows (sqlite_batch.py): a batch of
+    more pages, links and frontier rows than one statement carries is written whole,
+    links in document order, a replay adds nothing, and non-ASCII text survives the
+    JSON the edges travel in."""
+    await crawls.begin(JOB, attempt=1, started=NOW)
+    count = sqlite_batch.MAX_PARAMS // 12 + 7  # more pages than one statement carries
+    site = "https://example.com"
+    wide = tuple(f"{site}/wide/{k}?q=été" for k in reversed(range(count)))
+    results = [
+        PageResult(url=f"{site}/{n}", depth=1, final_url=f"{site}/{n}") for n in range(count)
+    ]
+    pages = [crawl_store.page_row(JOB.uid, r) for r in results]
+    edges = crawl_store.edge_rows(JOB.uid, EdgeList(f"{site}/0", wide))
+    edges += crawl_store.edge_rows(JOB.uid, EdgeList(f"{site}/1", (f"{site}/2",)))
+    batch = crawl_store.Batch(
+        urls=[
+            frontier_store.admitted_row(JOB.uid, r.url, depth=1, parent=None, ordinal=n)
+            for n, r in enumerate(results)
+        ],
+        done=[(JOB.uid, r.url) for r in results[: count - 3]],
+    )
+    for _ in range(2):  # a replay, e.g. after a retry
+        await crawls.write_batch(pages, edges, batch=batch)
+    assert await store.count("crawl_pages", JOB.uid) == count
+    assert await store.count("crawl_edges", JOB.uid) == count + 1
+    states = await store.query(
+        "SELECT state, COUNT(*) FROM crawl_frontier WHERE job_uid = ?"
+        " GROUP BY state ORDER BY state",
+        JOB.uid,
+    )
+    assert states == [("done", count - 3), ("pending", 3)]
+    async with crawl_store.ResultsReader.open(store.url) as reader:
+        assert [p.url async for p in reader.pages(JOB.uid)] == [r.url for r in results]
+        assert await reader.targets(JOB.uid, f"{site}/0") == wide
+        assert await reader.targets(JOB.uid, f"{site}/1") == (f"{site}/2",)
 
 
 async def test_a_nul_from_a_server_is_stored_on_either_backend(

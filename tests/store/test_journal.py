@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiosqlite
 import pytest
 
-from mandrill.adapters import schema
+from mandrill.adapters import schema, sqlite
 from mandrill.adapters.journal import StoreJournal
 from mandrill.domain.errors import StoreError
 from mandrill.domain.restart.models import Kind, Outcome, RequestRef, TargetResult
@@ -157,27 +157,27 @@ async def test_failed_sqlite_open_closes_its_connection(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file that is not a database opens, then fails on the first PRAGMA: that
-    connection (and its worker thread, which keeps the process from exiting) must go."""
-    opened: list[aiosqlite.Connection] = []
-    real_connect = aiosqlite.connect
+    connection (and its thread) must go."""
+    opened: list[sqlite.Connection] = []
+    real_open = sqlite.Connection.open
 
-    def recording_connect(*args: Any, **kwargs: Any) -> aiosqlite.Connection:
-        connection = real_connect(*args, **kwargs)
+    async def recording_open(path: pathlib.Path) -> sqlite.Connection:
+        connection = await real_open(path)
         opened.append(connection)
         return connection
 
-    monkeypatch.setattr(aiosqlite, "connect", recording_connect)
+    monkeypatch.setattr(sqlite.Connection, "open", recording_open)
     path = tmp_path / "journal.sqlite"
     path.write_bytes(b"not a database " * 100)
     journal = StoreJournal.from_url(StoreUrl.parse(f"sqlite:///{path}"))
     try:
         with pytest.raises(StoreError, match="cannot open journal"):
             await journal.save(entry())
-        left_open = [c for c in opened if c._connection is not None]
-        assert left_open == []
+        assert len(opened) == 1
+        assert [c.closed for c in opened] == [True]
+        with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+            _ = opened[0].db.total_changes
     finally:
-        for c in opened:
-            await c.close()
         await journal.close()
 
 

@@ -11,8 +11,10 @@ were in flight or buffered at the stop are (see
 mandrill.domain.crawl.frontier). The seeds file is read only for a new
 crawl; a file whose crawl is finished just exports it again.
 
-A SIGKILL loses only what was buffered (at most a second of pages or a few
-thousand rows); the file itself is consistent at every commit.
+A SIGKILL loses only what was buffered or being written: about a second of
+pages, a few batches of crawl_store.BATCH_ROWS rows (some 400 pages each) at
+most when the disk is slow; those pages are fetched again. The file itself is
+consistent at every commit.
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ async def crawl(
                 f"resuming the crawl in {state}: {resumption.done} URLs done, "
                 f"{len(resumption.pending)} pending"
             )
-        sink = store.sink(LOCAL)
+        sink = crawl_store.BatchingSink(
+            store=store, job_uid=LOCAL.uid, counted=crawl_store.uncounted
+        )
         try:
             async with http.HttpFetcher.open(spec=spec, policy=policy) as fetcher:
                 stats = await engine.crawl(

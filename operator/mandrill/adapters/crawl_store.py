@@ -9,12 +9,15 @@ in the same batches, the crawl's frontier (frontier_store.py), from which an
 interrupted crawl resumes: `begin` returns it when there is one.
 
 The store must not be the crawl's bottleneck: the sink buffers rows and
-writes them with executemany, one transaction per batch (a few thousand rows,
-or whatever came within a second). A page's edges go as one statement row
-(its targets as a JSON array on SQLite, an array on PostgreSQL), expanded by
-the database in document order: one bound row per link was the batches'
-largest cost. Neither backend makes the event loop wait on the disk
-(aiosqlite runs SQLite in its own thread; asyncpg is a socket).
+writes them one transaction per batch (a few thousand rows, or whatever came
+within a second). On PostgreSQL a batch is executemany per table, a page's
+edges one statement row (its targets as an array, expanded by the server in
+document order: one bound row per link was the batches' largest cost). On
+SQLite a batch is a handful of statements of many rows each
+(sqlite_batch.py: every statement row there was a hand-off of the GIL
+between the crawl and the writer thread). Neither backend makes the event
+loop wait on the disk (SQLite runs in a thread of its own, sqlite.py;
+asyncpg is a socket).
 The connection's lock serialises batches of all crawls, which also pushes
 back on a crawl that outruns the store.
 
@@ -34,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from mandrill.adapters import database, export, frontier_store, metrics
+from mandrill.adapters import database, export, frontier_store, metrics, sqlite_batch
 from mandrill.domain import timestamps
 from mandrill.domain.crawl import frontier
 from mandrill.domain.crawl.job import JobRef, Outcome, StoredResults
@@ -53,8 +56,11 @@ PG_PAGE_EDGES = (
     " ON CONFLICT (job_uid, source, target) DO NOTHING"
 )
 """PostgreSQL: one statement row per page, (job uid, source, its targets in document order)."""
-BATCH_ROWS = 5000
-"""Rows (pages + edges) buffered before a batch is written."""
+BATCH_ROWS = 20_000
+"""Rows (pages + edges + frontier rows) buffered before a batch is written: some
+400 pages of the bench site. Every batch costs the writer a few hand-offs of the
+GIL with the crawl, each waiting on a busy loop; at 5,000 rows a crawl at full
+speed made batches faster than SQLite's thread could take them, and waited."""
 BATCH_SECONDS = 1.0
 """Longest a row waits in the buffer while pages keep coming."""
 
@@ -99,30 +105,25 @@ def edge_rows(job_uid: str, edges: Sequence[Edge]) -> list[EdgeRow]:
     return [(job_uid, source, tuple(targets)) for source, targets in by_source.items()]
 
 
-SQLITE_PAGE_EDGES = (
-    "INSERT INTO crawl_edges (job_uid, source, target)"
-    " SELECT ?, ?, value FROM json_each(?) WHERE true"
-    " ON CONFLICT (job_uid, source, target) DO NOTHING"
-)
-"""SQLite: one statement row per page, its targets as a JSON array in document order.
-(`WHERE true` is what SQLite's parser needs between INSERT ... SELECT and ON CONFLICT.)"""
-
-
 def _statements(
     backend: Backend, pages: Sequence[PageRow], edges: Sequence[EdgeRow], batch: Batch
 ) -> list[database.Statement]:
     """A batch in frontier_store.py's order: admissions, attempts, origins, outcomes, done."""
-    page_edges: database.Statement
     if backend == "sqlite":
-        page_edges = (SQLITE_PAGE_EDGES, [(u, s, json.dumps(t)) for u, s, t in edges])
-    else:
-        page_edges = (PG_PAGE_EDGES, [(u, s, list(t)) for u, s, t in edges])
+        return [
+            *sqlite_batch.urls(batch.urls),
+            (frontier_store.SET_ATTEMPT, batch.attempts),
+            (frontier_store.INSERT_ORIGIN, batch.origins),
+            *sqlite_batch.values(INSERT_PAGE, pages),
+            *sqlite_batch.edges(edges),
+            *sqlite_batch.done(batch.done),
+        ]
     return [
         (frontier_store.INSERT_URL, batch.urls),
         (frontier_store.SET_ATTEMPT, batch.attempts),
         (frontier_store.INSERT_ORIGIN, batch.origins),
         (INSERT_PAGE, pages),
-        page_edges,
+        (PG_PAGE_EDGES, [(u, s, list(t)) for u, s, t in edges]),
         (frontier_store.MARK_DONE, batch.done),
     ]
 
@@ -273,6 +274,9 @@ class BatchingSink:
     max_rows: int = BATCH_ROWS
     max_seconds: float = BATCH_SECONDS
     clock: Callable[[], float] = time.monotonic
+    counted: Callable[[PageResult], None] = metrics.page_crawled
+    """Accounts for each page in the operator's /metrics (the CLI, which serves no
+    /metrics, passes `uncounted`: the counters cost a crawl about 2 % of its time)."""
     batches: int = 0
     """Batches written, for tests and logs."""
     _pages: list[PageRow] = attrs.Factory(list)
@@ -292,7 +296,7 @@ class BatchingSink:
     async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
         """Buffer one outcome (its frontier row done with it); start a batch if one is due."""
         self._raise_failure()
-        metrics.page_crawled(result)
+        self.counted(result)
         self._pages.append(page_row(self.job_uid, result))
         self._frontier.done.append((self.job_uid, result.url))
         if edges:
@@ -385,6 +389,11 @@ class BatchingSink:
 
 
 _Taken = tuple[list[PageRow], list[EdgeRow], Batch, int]
+
+
+def uncounted(result: PageResult) -> None:
+    """A BatchingSink's `counted` for a process without /metrics."""
+
 
 StoreMissingError = database.StoreMissingError
 

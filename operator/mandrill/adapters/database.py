@@ -12,7 +12,7 @@ SQL is written once, with `?` placeholders; the PostgreSQL backend numbers
 them ($1, $2, ...). Every message names the store by its path or redacted
 URL, never with a password (see mandrill/store_url.py).
 
-Two backends: SQLite (aiosqlite, the embedded default) and PostgreSQL
+Two backends: SQLite (sqlite3 in a thread of its own, the embedded default) and PostgreSQL
 (asyncpg, for several replicas or long history).
 """
 

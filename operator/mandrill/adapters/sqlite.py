@@ -1,11 +1,20 @@
-"""The SQLite backend of the store: one aiosqlite connection per user of a store file.
+"""The SQLite backend of the store: one sqlite3 connection per user of a store file,
+used from a thread of its own.
 
-aiosqlite runs SQLite in a thread of its own, so the event loop never waits
-on the disk. The connection is opened on first use (pragmas set, schema
-migrated), dropped after a failure and opened again on the next use. A
-connection whose set-up fails is closed, since aiosqlite's worker thread
-would otherwise outlive it (and keep the process from exiting); so is one
-whose operation was cancelled, whose transaction state is then unknown.
+The event loop never waits on the disk: every operation on the connection
+is one call run in the connection's thread (a single-thread executor), and
+the loop awaits its end. One call, not one per statement: a write's
+statements, its commit (or its rollback after a failure) all run in that
+thread together. aiosqlite, used here before, hands each execute, each
+commit and each fetch over on its own; under a busy loop every hand-off
+waited for the loop's next turn and for the GIL, and a crawl's batch of six
+statements took over 100 ms of such waits (docs/crawl-jobs.md, `--resume`).
+
+The connection is opened on first use (pragmas set, schema migrated),
+dropped after a failure and opened again on the next use. A connection
+whose set-up fails is closed and its thread let go; so is one whose caller
+was cancelled: the call itself runs on to its commit or rollback in the
+thread, and the close is queued behind it.
 
 Reading for export is plain sqlite3, read-only (mode=ro): it never creates a
 store that is not there. Its calls block, which is what a one-shot command
@@ -15,13 +24,14 @@ wants: nothing else runs on its event loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import pathlib
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
-import aiosqlite
 import attrs
 
 from mandrill.adapters import schema
@@ -30,7 +40,44 @@ from mandrill.domain.errors import StoreError
 from mandrill.store_url import Backend
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000")
+THREAD_NAME = "mandrill-sqlite"
 T = TypeVar("T")
+Statements = Sequence[tuple[str, Sequence[Sequence[Any]]]]
+
+
+@attrs.define
+class Connection:
+    """A sqlite3 connection and the one thread it is used from."""
+
+    db: sqlite3.Connection
+    thread: concurrent.futures.ThreadPoolExecutor
+    closed: bool = False
+    """The connection is closed and its thread let go (for tests)."""
+
+    @classmethod
+    async def open(cls, path: pathlib.Path) -> Connection:
+        """Connect in a new thread of its own (sqlite3 then checks it is only used there)."""
+        thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=THREAD_NAME
+        )
+        try:
+            db = await asyncio.get_running_loop().run_in_executor(thread, sqlite3.connect, path)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(db=db, thread=thread)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` in the connection's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.thread, work, self.db)
+
+    async def close(self) -> None:
+        """Close after whatever is queued; the thread ends once it has run."""
+        try:
+            await self.run(_close_quietly)
+        finally:
+            self.thread.shutdown(wait=False)
+            self.closed = True
 
 
 @attrs.define
@@ -42,7 +89,7 @@ class SqliteDatabase:
     """How errors name the store's user: "journal", "crawl store"."""
     pragmas: tuple[str, ...] = PRAGMAS
     migrations: Sequence[schema.Migration] = schema.MIGRATIONS
-    _db: aiosqlite.Connection | None = None
+    _db: Connection | None = None
     _lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
     _closing: set[asyncio.Task[None]] = attrs.Factory(set)
 
@@ -54,35 +101,18 @@ class SqliteDatabase:
         async with self._lock:
             await self._get()
 
-    async def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        async def run(db: aiosqlite.Connection) -> None:
-            try:
-                for sql, rows in statements:
-                    if len(rows) == 1:
-                        await db.execute(sql, rows[0])
-                    elif rows:
-                        await db.executemany(sql, rows)
-                await db.commit()
-            except sqlite3.Error:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.rollback()
-                raise
-
-        await self._use("cannot write", run)
+    async def write(self, statements: Statements) -> None:
+        await self._use("cannot write", functools.partial(_write, statements=statements))
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async def run(db: aiosqlite.Connection) -> list[tuple[Any, ...]]:
-            async with db.execute(sql, args) as cursor:
-                return [tuple(row) for row in await cursor.fetchall()]
+        return await self._use("cannot read", functools.partial(_fetch, sql=sql, args=args))
 
-        return await self._use("cannot read", run)
-
-    async def _use(self, doing: str, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _use(self, doing: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the connection (opened if need be), alone; after a failure, drop it."""
         async with self._lock:
             db = await self._get()
             try:
-                return await work(db)
+                return await db.run(work)
             except sqlite3.Error as e:
                 await self._drop()
                 raise StoreError(f"{doing} {self.what} {self.path}: {e}") from e
@@ -96,75 +126,107 @@ class SqliteDatabase:
         if self._closing:
             await asyncio.gather(*self._closing)
 
-    async def _get(self) -> aiosqlite.Connection:
+    async def _get(self) -> Connection:
         """The open connection (the lock held), opening it first if needed."""
         if self._db is None:
             self._db = await self._open()
         return self._db
 
-    async def _open(self) -> aiosqlite.Connection:
+    async def _open(self) -> Connection:
         try:
-            db = await aiosqlite.connect(self.path)
+            db = await Connection.open(self.path)
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open {self.what} {self.path}: {e}") from e
+        set_up = functools.partial(
+            _set_up, pragmas=self.pragmas, migrations=self.migrations, where=str(self.path)
+        )
         try:
-            for pragma in self.pragmas:
-                await db.execute(pragma)
-            await self._migrate(db)
+            await db.run(set_up)
         except BaseException as e:
-            with contextlib.suppress(sqlite3.Error):
-                await db.close()
+            await db.close()
             if isinstance(e, sqlite3.Error | OSError):
                 raise StoreError(f"cannot open {self.what} {self.path}: {e}") from e
             raise
         return db
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        """Apply pending migrations in one write transaction (BEGIN IMMEDIATE: one migrator)."""
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.execute(schema.CREATE_VERSION_TABLE)
-            async with db.execute(schema.CURRENT_VERSION) as cursor:
-                row = await cursor.fetchone()
-            current = int(row[0]) if row is not None else 0
-            applied_at = timestamps.format(timestamps.now())
-            for migration in schema.pending(current, self.migrations, where=str(self.path)):
-                for statement in migration.sqlite:
-                    await db.execute(statement)
-                await db.execute(
-                    schema.RECORD_VERSION,
-                    (migration.version, migration.description, applied_at),
-                )
-            await db.commit()
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await db.rollback()
-            raise
-
     async def _drop(self) -> None:
         db, self._db = self._db, None
         if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await db.close()
+            await db.close()
 
     def _drop_soon(self) -> None:
         """Drop the connection without waiting (we are being cancelled); close() awaits it."""
         db, self._db = self._db, None
         if db is not None:
-            task = asyncio.get_running_loop().create_task(_close_quietly(db))
+            task = asyncio.get_running_loop().create_task(db.close())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
 
-async def _close_quietly(db: aiosqlite.Connection) -> None:
-    """Roll back, then close: a write cancelled between its statements leaves a
+# What runs in a connection's thread: each a whole operation, ended by a commit or a rollback.
+
+
+def _write(db: sqlite3.Connection, *, statements: Statements) -> None:
+    """Every statement for each of its rows, then commit; roll back on any failure."""
+    try:
+        for sql, rows in statements:
+            if len(rows) == 1:
+                db.execute(sql, rows[0])
+            elif rows:
+                db.executemany(sql, rows)
+        db.commit()
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.rollback()
+        raise
+
+
+def _fetch(db: sqlite3.Connection, *, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in db.execute(sql, tuple(args)).fetchall()]
+
+
+def _set_up(
+    db: sqlite3.Connection,
+    *,
+    pragmas: Sequence[str],
+    migrations: Sequence[schema.Migration],
+    where: str,
+) -> None:
+    for pragma in pragmas:
+        db.execute(pragma)
+    _migrate(db, migrations=migrations, where=where)
+
+
+def _migrate(db: sqlite3.Connection, *, migrations: Sequence[schema.Migration], where: str) -> None:
+    """Apply pending migrations in one write transaction (BEGIN IMMEDIATE: one migrator)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(schema.CREATE_VERSION_TABLE)
+        row = db.execute(schema.CURRENT_VERSION).fetchone()
+        current = int(row[0]) if row is not None else 0
+        applied_at = timestamps.format(timestamps.now())
+        for migration in schema.pending(current, migrations, where=where):
+            for statement in migration.sqlite:
+                db.execute(statement)
+            db.execute(
+                schema.RECORD_VERSION, (migration.version, migration.description, applied_at)
+            )
+        db.commit()
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.rollback()
+        raise
+
+
+def _close_quietly(db: sqlite3.Connection) -> None:
+    """Roll back, then close: a write cut off between its statements would leave a
     transaction open and a statement unfinalized, and sqlite3's close then only
     defers the close (the write lock held until the garbage collector runs), so
     the next connection, a resumed crawl's say, would find the store locked."""
     with contextlib.suppress(sqlite3.Error):
-        await db.rollback()
+        db.rollback()
     with contextlib.suppress(sqlite3.Error):
-        await db.close()
+        db.close()
 
 
 @attrs.frozen
