@@ -50,7 +50,9 @@ build_component() {
   log "$name $version: resolving modules (first run downloads them)"
   (cd "$moddir" && go mod download)
   total=$(cd "$moddir" && go list -deps "$@" | wc -l)
-  log "$name $version: compiling up to $total packages (a cold build of Kubernetes takes ~6 min on 2 cores)"
+  local hint=""
+  [ "$name" = kubernetes ] && hint=" (a cold build of Kubernetes takes ~6 min on 2 cores)"
+  log "$name $version: compiling up to $total packages$hint"
   local tmp="$dest.tmp"
   rm -rf "$tmp" && mkdir -p "$tmp"
   # -v names each package as it is compiled: turn that into a progress count.
