@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import mandrill
 from mandrill.commands import crawl as crawl_command
+from mandrill.commands import crawl_worker as crawl_worker_command
 from mandrill.commands import results as results_command
 from mandrill.commands import run as run_command
 from mandrill.commands import schedule as schedule_command
@@ -20,6 +21,7 @@ from mandrill.commands import schedule as schedule_command
 COMMANDS = {
     "run": run_command,
     "crawl": crawl_command,
+    "crawl-worker": crawl_worker_command,
     "results": results_command,
     "schedule": schedule_command,
 }

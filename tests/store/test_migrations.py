@@ -120,6 +120,8 @@ async def test_a_new_store_is_created_at_the_latest_version(store: Store) -> Non
         "crawl_edges",
         "crawl_frontier",
         "crawl_hosts",
+        "crawl_host_leases",
+        "crawl_budget",
     }
     descriptions = await store.query("SELECT description FROM mandrill_schema ORDER BY version")
     assert descriptions == [(m.description,) for m in schema.MIGRATIONS]

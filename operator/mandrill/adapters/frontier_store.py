@@ -12,11 +12,10 @@ again changes nothing.
 `load` reads a stored crawl back as a `Resumption`. It reads every frontier
 row of the job once; that is what the crawl holds in memory anyway.
 
-The same tables serve workers sharing a frontier later: a worker would
-lease pending rows of the hosts it holds (`UPDATE ... SET leased_by,
-lease_until WHERE (job_uid, url) IN (SELECT ... FOR UPDATE SKIP LOCKED)`,
-by `host` through the crawl_frontier_pending index), and take a host's
-slots by a lease on its crawl_hosts row. A single process needs neither.
+The same tables serve workers sharing a frontier (shared_frontier.py): a
+worker leases pending rows of the hosts it holds (`leased_by`,
+`lease_until`), the hosts themselves in crawl_host_leases, and the maxPages
+budget is counted in crawl_budget. A single process needs none of them.
 """
 
 from __future__ import annotations
@@ -52,6 +51,8 @@ def clear(job_uid: str) -> list[database.Statement]:
     return [
         ("DELETE FROM crawl_frontier WHERE job_uid = ?", [(job_uid,)]),
         ("DELETE FROM crawl_hosts WHERE job_uid = ?", [(job_uid,)]),
+        ("DELETE FROM crawl_host_leases WHERE job_uid = ?", [(job_uid,)]),
+        ("DELETE FROM crawl_budget WHERE job_uid = ?", [(job_uid,)]),
     ]
 
 

@@ -24,7 +24,7 @@ import contextlib
 import functools
 import itertools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -73,6 +73,8 @@ class PostgresDatabase:
     what: str
     """How errors name the store's user: "journal", "crawl store"."""
     migrations: Sequence[schema.Migration] = schema.MIGRATIONS
+    settings: Mapping[str, str] = attrs.Factory(dict)
+    """Server settings for the session (e.g. idle_in_transaction_session_timeout)."""
     _conn: asyncpg.Connection | None = None
     _lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
 
@@ -100,6 +102,16 @@ class PostgresDatabase:
             return [tuple(row) for row in await conn.fetch(numbered(sql), *args)]
 
         return await self._use("cannot read", run)
+
+    async def transact(self, doing: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` in one transaction on the connection, alone: for SQL that must read
+        what it writes (the shared frontier's leases). StoreError as `write`'s."""
+
+        async def run(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                return await work(conn)
+
+        return await self._use(doing, run)
 
     async def _use(self, doing: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `work` on the connection (opened if need be), alone; after a failure, drop it."""
@@ -136,7 +148,7 @@ class PostgresDatabase:
 
     async def _open(self) -> asyncpg.Connection:
         try:
-            conn = await _connect(self.url)
+            conn = await _connect(self.url, **self.settings)
         except DRIVER_ERRORS as e:
             raise StoreError(self._message("cannot open", e)) from e
         try:

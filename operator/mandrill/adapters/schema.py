@@ -208,6 +208,47 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        version=3,
+        description="host leases and the URL budget of a frontier shared by workers",
+        # Workers sharing a frontier (mandrill.domain.crawl.shared; PostgreSQL only, but
+        # the tables exist on both backends so both have one schema). A host's requests
+        # are made by one worker at a time: the holder of its row here, until
+        # lease_until (an RFC 3339 UTC timestamp of fixed width, as crawl_frontier's
+        # lease_until, so text order is time order); next_start is when the host may
+        # next be asked (Crawl-delay, handed on with the host). It is per authority,
+        # as crawl_frontier.host is; crawl_hosts stays per origin for robots.txt (its
+        # lease columns from migration 2 stay unused). crawl_budget counts a job's
+        # admitted URLs, the maxPages budget, under one row lock across workers.
+        sqlite=(
+            """CREATE TABLE crawl_host_leases (
+                job_uid     TEXT NOT NULL,
+                host        TEXT NOT NULL,
+                holder      TEXT,
+                lease_until TEXT,
+                next_start  TEXT,
+                PRIMARY KEY (job_uid, host)
+            )""",
+            """CREATE TABLE crawl_budget (
+                job_uid  TEXT PRIMARY KEY,
+                admitted INTEGER NOT NULL
+            )""",
+        ),
+        postgresql=(
+            """CREATE TABLE crawl_host_leases (
+                job_uid     TEXT NOT NULL,
+                host        TEXT NOT NULL,
+                holder      TEXT,
+                lease_until TEXT,
+                next_start  TEXT,
+                PRIMARY KEY (job_uid, host)
+            )""",
+            """CREATE TABLE crawl_budget (
+                job_uid  TEXT PRIMARY KEY,
+                admitted BIGINT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

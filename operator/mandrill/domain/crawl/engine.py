@@ -30,6 +30,15 @@ counters restored, robots.txt policies as they were read. Seeds are admitted
 all before the first outcome is recorded, so a stored frontier holds every
 seed or none.
 
+Sharing. A crawl given a `shared.Participant` is one worker of several
+sharing a frontier in the store (see `shared`): its queue is fed with the
+URLs the participant leases instead of seeds, a URL is fetched only while
+its lease holds, each outcome goes to the participant with the links to
+admit (the store decides what is new and what the maxPages budget still
+allows, so the seen set here is only a cache), and the crawl ends when the
+participant says the shared frontier is finished. Everything else -- pages,
+politeness, retries, redirects, robots.txt, scope -- is this same code.
+
 Cancellation (the operator cancels crawls on shutdown or deletion) is never
 swallowed: the workers and retry timers live in a TaskGroup, so cancelling
 `crawl` stops them all promptly. The total timeout ends the crawl the same way
@@ -42,11 +51,11 @@ import asyncio
 import collections
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
-from mandrill.domain.crawl import frontier, pages, urls
+from mandrill.domain.crawl import frontier, pages, shared, urls
 from mandrill.domain.crawl.models import (
     CrawlSpec,
     CrawlStats,
@@ -58,7 +67,7 @@ from mandrill.domain.crawl.models import (
     Progress,
 )
 from mandrill.domain.crawl.pages import Failure
-from mandrill.domain.crawl.politeness import Politeness
+from mandrill.domain.crawl.politeness import Politeness, Withdrawn
 from mandrill.domain.crawl.ports import Fetcher, ResultSink
 
 LINK_BATCH = 1000
@@ -72,11 +81,19 @@ async def crawl(
     sink: ResultSink,
     log: frontier.FrontierLog = frontier.NO_LOG,
     resume: frontier.Resumption | None = None,
+    participant: shared.Participant | None = None,
 ) -> CrawlStats:
     """Crawl from `spec.seeds` (or from `resume`) until the frontier is exhausted or the
-    total timeout passes; `log` hears what a later resumption needs."""
+    total timeout passes; `log` hears what a later resumption needs.
+
+    With a `participant`, crawl the URLs it leases from a shared frontier
+    (which is then also the log) until it says the frontier is finished."""
+    if participant is not None:
+        log = participant
     politeness = Politeness(spec=spec, fetcher=fetcher, log=log)
-    return await _Crawl(spec=spec, politeness=politeness, sink=sink, log=log).run(resume)
+    return await _Crawl(
+        spec=spec, politeness=politeness, sink=sink, log=log, participant=participant
+    ).run(resume)
 
 
 @attrs.frozen
@@ -95,6 +112,7 @@ class _Crawl:
     politeness: Politeness
     sink: ResultSink
     log: frontier.FrontierLog
+    participant: shared.Participant | None = None
     queue: asyncio.Queue[_Item] = attrs.Factory(asyncio.Queue)
     seen: set[str] = attrs.Factory(set)
     known: set[str] = attrs.Factory(set)
@@ -119,11 +137,14 @@ class _Crawl:
             async with deadline, asyncio.TaskGroup() as tasks:
                 self.tasks = tasks
                 workers = [tasks.create_task(self._work()) for _ in range(self.spec.concurrency)]
-                if resume is None:
+                if self.participant is not None:
+                    await self.participant.run(enqueue=self._take_lease, politeness=self.politeness)
+                elif resume is None:
                     await self._admit_seeds()
+                    await self.done.wait()
                 else:
                     self._restore(resume)
-                await self.done.wait()
+                    await self.done.wait()
                 for worker in workers:
                     worker.cancel()
         except TimeoutError:
@@ -187,6 +208,39 @@ class _Crawl:
             )
         self._settle()
 
+    def _take_lease(self, lease: shared.Lease) -> None:
+        """A URL leased from the shared frontier joins the queue."""
+        self.seen.add(lease.url)
+        self.known.add(lease.url)
+        self.queue.put_nowait(_Item(url=lease.url, depth=lease.depth, attempt=lease.attempt))
+
+    def _still_leased(self, item: _Item) -> bool:
+        """Whether the item may be fetched (always, unless its shared lease is running out)."""
+        if self.participant is None or self.participant.holds(item.url):
+            return True
+        self._give_up(item)
+        return False
+
+    def _lease_check(self, item: _Item) -> Callable[[], bool] | None:
+        """For a shared crawl: asked again right before the request (after the host's
+        slot and delay, which can take a while)."""
+        participant = self.participant
+        if participant is None:
+            return None
+        return lambda: participant.holds(item.url)
+
+    def _give_up(self, item: _Item) -> None:
+        """The item's lease ran out before its request: drop it, unfinished (see `shared`)."""
+        assert self.participant is not None
+        self.hops.pop(item.url, None)
+        self.participant.drop(item.url)
+
+    async def _known_elsewhere(self, url: str) -> bool:
+        """Whether another worker sharing the frontier has admitted `url` (or met it as a hop)."""
+        if self.participant is None:
+            return False
+        return await self.participant.knows(url)
+
     def _admit(self, url: str, *, depth: int, parent: str | None) -> None:
         self.seen.add(url)
         self.known.add(url)
@@ -198,21 +252,32 @@ class _Crawl:
     async def _work(self) -> None:
         while True:
             item = await self.queue.get()
+            if not self._still_leased(item):
+                continue
             if item.started is None:
                 item = _Item(item.url, item.depth, item.attempt, time.monotonic())
             await self._process(item)
 
-    async def _process(self, item: _Item) -> None:
+    async def _process(self, item: _Item) -> None:  # noqa: PLR0911 - one return per way a hop ends
         url = item.url
         chain = [url]
         for hop in range(self.spec.max_redirects + 1):
+            if not self._still_leased(item):
+                return
             refusal = await self.politeness.refusal(url)
             if refusal is not None:
                 await self._fail(item, url, refusal)
                 return
-            outcome = await self.politeness.fetch(
-                url, max_bytes=self.spec.max_response_bytes, want_body=pages.wants_html
-            )
+            try:
+                outcome = await self.politeness.fetch(
+                    url,
+                    max_bytes=self.spec.max_response_bytes,
+                    want_body=pages.wants_html,
+                    still_wanted=self._lease_check(item),
+                )
+            except Withdrawn:
+                self._give_up(item)
+                return
             if isinstance(outcome, FetchFailure):
                 if outcome.retryable and item.attempt <= self.spec.max_retries:
                     self._retry(item, delay=None)
@@ -229,7 +294,7 @@ class _Crawl:
                 return
             assert target is not None
             self.known.add(target)
-            if target in self.seen:
+            if target in self.seen or await self._known_elsewhere(target):
                 await self._finish_item(
                     item,
                     final_url=target,
@@ -280,7 +345,7 @@ class _Crawl:
         if isinstance(examined, Failure):
             await self._fail(item, response.url, examined)
             return
-        await self._note_links(examined, depth=item.depth, parent=response.url)
+        found = await self._note_links(examined, depth=item.depth, parent=response.url)
         await self._finish_item(
             item,
             final_url=response.url,
@@ -289,10 +354,18 @@ class _Crawl:
             content_type=response.content_type,
             size=len(response.body or b""),
             edges=examined.edges,
+            found=found,
         )
 
-    async def _note_links(self, analysis: pages.Analysis, *, depth: int, parent: str) -> None:
+    async def _note_links(
+        self, analysis: pages.Analysis, *, depth: int, parent: str
+    ) -> tuple[str, ...]:
+        """Admit the page's new links; shared: return them, for the store to admit."""
         self.known.update(analysis.edges.targets)
+        if self.participant is not None:
+            found = tuple(t for t in analysis.follow if t not in self.seen)
+            self.seen.update(found)
+            return found
         for index, target in enumerate(analysis.follow, start=1):
             if self.admitted >= self.spec.max_pages:
                 break
@@ -300,6 +373,7 @@ class _Crawl:
                 self._admit(target, depth=depth + 1, parent=parent)
             if index % LINK_BATCH == 0:
                 await asyncio.sleep(0)
+        return ()
 
     def _retry(self, item: _Item, *, delay: float | None) -> None:
         if delay is None:
@@ -336,6 +410,7 @@ class _Crawl:
         content_type: str | None = None,
         size: int = 0,
         edges: Sequence[Edge] = (),
+        found: tuple[str, ...] = (),
     ) -> None:
         started = item.started if item.started is not None else time.monotonic()
         result = PageResult(
@@ -354,6 +429,8 @@ class _Crawl:
         chain = self.hops.pop(item.url, None)
         if chain is not None:
             self.log.redirected(chain[1:])
+        if self.participant is not None:
+            self.participant.complete(shared.Completion(result=result, edges=edges, found=found))
         await self._finish(result, edges)
 
     async def _finish(self, result: PageResult, edges: Sequence[Edge]) -> None:
@@ -374,7 +451,10 @@ class _Crawl:
         self._settle()
 
     def _settle(self) -> None:
-        """One pending unit is done; the crawl is over when none are left."""
+        """One pending unit is done; the crawl is over when none are left (a shared crawl's
+        end is its participant's to say)."""
+        if self.participant is not None:
+            return
         self.pending -= 1
         if self.pending == 0:
             self.done.set()

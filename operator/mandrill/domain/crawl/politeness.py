@@ -7,14 +7,16 @@ spaced by that delay. robots.txt is fetched once per origin, under a lock so
 concurrent workers do not fetch it twice, and kept for the crawl; what a
 failed fetch of it means follows RFC 9309 (see `robots`). What was read is
 also told to the frontier log, so a resumed crawl starts with the same
-policies (`restore`) instead of asking each origin again.
+policies (`restore`) instead of asking each origin again. Workers sharing a
+frontier hand a host's next allowed start on with the host (`wait_left`,
+`hold_off`; see `shared`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -23,6 +25,10 @@ from mandrill.domain.crawl.models import CrawlSpec, ErrorKind, FetchFailure, Fet
 from mandrill.domain.crawl.ports import BodyFilter, Fetcher
 
 ROBOTS_MAX_REDIRECTS = 5
+
+
+class Withdrawn(Exception):
+    """A request not made after all: its URL was no longer wanted when its turn came."""
 
 
 @attrs.define
@@ -50,6 +56,18 @@ class Politeness:
             if isinstance(policy, robots.RobotsPolicy):
                 self._apply_delay(record.origin, policy)
 
+    def hold_off(self, authority: str, seconds: float) -> None:
+        """No request to `authority` starts in the next `seconds` (a Crawl-delay handed on by
+        the worker that held the host before)."""
+        if seconds > 0:
+            host = self._host(authority)
+            host.next_start = max(host.next_start, time.monotonic() + seconds)
+
+    def wait_left(self, authority: str) -> float:
+        """Seconds until the next request to `authority` may start (0 or less: now)."""
+        host = self.hosts.get(authority)
+        return 0.0 if host is None else host.next_start - time.monotonic()
+
     async def refusal(self, url: str) -> pages.Failure | None:
         """Why robots.txt keeps the crawl from `url`; None when it may be fetched."""
         if not self.spec.respect_robots:
@@ -73,17 +91,28 @@ class Politeness:
         return None
 
     async def fetch(
-        self, url: str, *, max_bytes: int, want_body: BodyFilter
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        want_body: BodyFilter,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> FetchResult | FetchFailure:
-        """One hop through the fetcher, within the host's slots and Crawl-delay."""
+        """One hop through the fetcher, within the host's slots and Crawl-delay.
+
+        `still_wanted` is asked once the slot is ours and the delay over, right
+        before the request; Withdrawn if it says no (a shared crawl's lease ran out
+        while the URL waited its turn)."""
         host = self._host(urls.authority_of(url))
         async with host.slots:
-            if host.delay > 0:
-                now = time.monotonic()
-                start = max(now, host.next_start)
-                host.next_start = start + host.delay
-                if start > now:
-                    await asyncio.sleep(start - now)
+            # next_start is in the future only after a Crawl-delay (or a `hold_off`).
+            now = time.monotonic()
+            start = max(now, host.next_start)
+            host.next_start = start + host.delay
+            if start > now:
+                await asyncio.sleep(start - now)
+            if still_wanted is not None and not still_wanted():
+                raise Withdrawn(url)
             return await self.fetcher.fetch(url, max_bytes=max_bytes, want_body=want_body)
 
     async def _load_robots(  # noqa: PLR0911 - one return per RFC 9309 case
