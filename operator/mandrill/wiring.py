@@ -67,7 +67,10 @@ log = logging.getLogger(__name__)
 
 def namespace_filter(patterns: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether kopf, given `patterns` (--namespace), serves a namespace: the resync must
-    list exactly what the watches see, globs and exclusions included."""
+    list exactly what the watches see, globs and exclusions included. No patterns is
+    kopf's cluster-wide mode: every namespace."""
+    if not patterns:
+        return lambda namespace: True
 
     def serves(namespace: str) -> bool:
         name = references.NamespaceName(namespace)
