@@ -240,6 +240,7 @@ class Services:
             ),
             log_format=s.log_format,
             allow_private=s.crawl_allow_private,
+            placement=await worker_jobs.own_placement(self.api),
         )
         log.info("worker pods: image %s in namespace %s", image, self.worker_namespace)
         return self._worker_settings
