@@ -171,10 +171,14 @@ def _worker_pods(installed: InClusterOperator, uid: str) -> list[dict[str, Any]]
 
 
 def _summary(installed: InClusterOperator, pod: str) -> dict[str, Any]:
-    """A finished worker's last line: its JSON summary (mandrill crawl-worker)."""
-    out = installed.kubectl("logs", pod, "--tail=1")
-    summary: dict[str, Any] = json.loads(out.stdout)
-    return summary
+    """A finished worker's JSON summary, its last line on stdout (`kubectl logs` has its
+    stderr's log lines too, in the order they came)."""
+    out = installed.kubectl("logs", pod, "--tail=20")
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith('{"status"'):
+            summary: dict[str, Any] = json.loads(line)
+            return summary
+    raise AssertionError(f"no summary in the log of {pod}: {out.stdout}")
 
 
 def _exit_code(pod: dict[str, Any]) -> int | None:
