@@ -150,10 +150,22 @@ class Frontier:
         sql = "SELECT count(*) FROM crawl_frontier WHERE job_uid = $uid AND state = 'done'"
         return int(self._rows(sql)[0][0])
 
-    def holders(self) -> list[str]:
-        """Who holds a host now."""
-        sql = "SELECT holder FROM crawl_host_leases WHERE job_uid = $uid AND holder IS NOT NULL"
-        return sorted({row[0] for row in self._rows(sql)})
+    def busiest(self) -> str:
+        """Of the workers holding a host now, one with the most URLs leased."""
+        sql = (
+            "SELECT h.holder FROM crawl_host_leases h LEFT JOIN crawl_frontier f"
+            " ON f.job_uid = h.job_uid AND f.leased_by = h.holder AND f.state = 'pending'"
+            " WHERE h.job_uid = $uid AND h.holder IS NOT NULL"
+            " GROUP BY h.holder ORDER BY count(f.url) DESC, h.holder LIMIT 1"
+        )
+        rows = self._rows(sql)
+        assert rows, "no worker holds a host"
+        return rows[0][0]
+
+    def hosts(self, holder: str) -> set[str]:
+        """The hosts `holder` has leased."""
+        sql = f"SELECT host FROM crawl_host_leases WHERE job_uid = $uid AND holder = '{holder}'"
+        return {row[0] for row in self._rows(sql)}
 
     def leased(self, holder: str) -> set[str]:
         """The URLs `holder` leased and has no outcome stored for."""
@@ -195,6 +207,8 @@ class Kill:
 
     pod: str
     holder: str
+    hosts: set[str]
+    """The hosts it held: no one else crawls them until its leases run out."""
     leased: set[str]
     """The URLs it had leased and stored no outcome for."""
     unstored: set[str]
@@ -214,24 +228,27 @@ async def _kill_a_worker(
         return await asyncio.to_thread(frontier.done) >= KILL_AT * site.PAGES
 
     await eventually(far_enough, what=f"{KILL_AT:.0%} of the pages done", within=120, interval=0.5)
-    holders = await asyncio.to_thread(frontier.holders)
-    assert holders, "no worker holds a host"
+    holder = await asyncio.to_thread(frontier.busiest)
     # Its pod by its hostname (`<job>-<index>`), the worker id before the holder's `/`.
     running = {p["spec"].get("hostname"): p for p in _worker_pods(installed, frontier.uid)}
-    pod = running[holders[0].split("/", 1)[0]]["metadata"]["name"]
+    pod = running[holder.split("/", 1)[0]]["metadata"]["name"]
     await asyncio.to_thread(conftest.kill, cluster, installed.namespace, pod)
     killed = time.monotonic()
     # What its session had sent is committed (or not) a moment later.
     await asyncio.sleep(1.0)
-    leased = await asyncio.to_thread(frontier.leased, holders[0])
+    hosts = await asyncio.to_thread(frontier.hosts, holder)
+    leased = await asyncio.to_thread(frontier.leased, holder)
     # No one else may fetch these before their leases run out, so the server's count of
-    # them now is the dead worker's: fetched, never stored.
+    # them now is the dead worker's: fetched, never stored. (It may hold none at the
+    # instant of the kill, between a batch's outcomes and the next lease; its host it holds
+    # throughout, and the others must take that over.)
     stats = await asyncio.to_thread(_stats, cluster, ns)
     then = _fetched(stats)
-    assert leased, f"{pod} held no URL when it was killed"
+    assert hosts, f"{pod} held no host when it was killed"
     return Kill(
         pod=pod,
-        holder=holders[0],
+        holder=holder,
+        hosts=hosts,
         leased=leased,
         unstored={u for u in leased if then[u] > 0},
         after=killed,
@@ -308,7 +325,8 @@ async def test_three_worker_pods_crawl_10000_pages_and_one_is_killed(
             f" {served:.1f} s from the first request to the last at the server"
             f" ({fetched.total() / served:.0f} requests/s; {kill.rate:.0f}/s before the kill);"
             f" the kill at {kill.after - start:.1f} s ({KILL_AT:.0%} done): {kill.pod} held"
-            f" {len(kill.leased)} URLs, {len(kill.unstored)} fetched and not stored, so fetched"
+            f" {len(kill.hosts)} host(s) and {len(kill.leased)} URLs, {len(kill.unstored)}"
+            " fetched and not stored, so fetched"
             f" twice; most requests in flight per host {sorted(stats['mostInFlight'].values())};"
             f" outcomes stored by the others {sorted(s['stored'] for s in summaries.values())},"
             f" {sum(s['transactions'] for s in summaries.values()) / stored:.2f}"
