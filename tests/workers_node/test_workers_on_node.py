@@ -19,8 +19,9 @@ equal the generator's (what a one-process crawl of the site finds); at the
 server, every page fetched, and fetched twice only if the killed worker had
 fetched it and not yet stored its outcome (exactly those: the leases make
 that the only way, and a test of the count); never more than 2 requests in
-flight at a host, measured at the server; deleting the CrawlJob removes the
-Job and its pods. Prints the crawl's figures.
+flight at a host, measured at the server; the store's password in no
+worker's log; deleting the CrawlJob removes the Job and its pods. Prints the
+crawl's figures.
 """
 
 from __future__ import annotations
@@ -304,6 +305,9 @@ async def test_three_worker_pods_crawl_10000_pages_and_one_is_killed(
     assert codes.pop(kill.pod) == 137, "the worker did not die of SIGKILL"
     assert set(codes.values()) == {0}, codes
     summaries = {p: await asyncio.to_thread(_summary, installed, p) for p in codes}
+    for pod in [kill.pod, *codes]:
+        log = await asyncio.to_thread(installed.kubectl, "logs", pod)
+        assert postgres.password not in log.stdout, f"the store's password in {pod}'s log"
     exported = await asyncio.to_thread(installed.exec, "mandrill", "results", "--uid", uid)
     lines = exported.stdout.splitlines()
     assert lines[0] == "source_url\tparsed_url"
