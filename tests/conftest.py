@@ -93,8 +93,8 @@ def operator_kubeconfig(
     )
 
 
-collect_ignore = [] if operator_process.IN_CLUSTER else ["incluster", "ha"]
-"""tests/incluster and tests/ha test the operator deployed in the cluster
+collect_ignore = [] if operator_process.IN_CLUSTER else ["incluster", "ha", "workers_node"]
+"""tests/incluster, tests/ha and tests/workers_node test the operator deployed in the cluster
 (deploy/e2e/run.sh): collected only in that mode, which `make test` runs as
 its second half."""
 

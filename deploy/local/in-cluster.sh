@@ -9,7 +9,8 @@
 # .cache/cluster/in-cluster, ports from MANDRILL_IN_CLUSTER_PORT, default
 # 25443), so it can run beside the first half's (deploy/local/test.sh), its
 # real node and the image; deploys deploy/local/e2e and runs the suite
-# (deploy/e2e/run.sh, the same as kind's) plus tests/node. Then it removes
+# (deploy/e2e/run.sh, the same as kind's) plus tests/node, tests/ha and
+# tests/workers_node (CrawlJob workers as pods on the node). Then it removes
 # the installation's Deployment and volume claim, so no cluster-wide
 # operator is left for a later `up`, installs the Helm chart instead and
 # runs tests/helminstall against it (helm install, a RestartRequest, helm
@@ -86,7 +87,7 @@ digest=$(sed -n 's/^DIGEST=//p' "${MANDRILL_IMAGE_DIR:-$repo/.cache/image}/image
 
 e2e=0
 KUBECONFIG=$kubeconfig KUBECTL=$kubectl MANDRILL_IMAGE_DIGEST=$digest \
-  "$repo/deploy/e2e/run.sh" "$repo/deploy/local/e2e" tests/node tests/ha "$@" || e2e=$?
+  "$repo/deploy/e2e/run.sh" "$repo/deploy/local/e2e" tests/node tests/ha tests/workers_node "$@" || e2e=$?
 
 # The Helm chart, installed as a user installs it: only once the kustomize
 # installation is gone (two operators must never run on one cluster). Its

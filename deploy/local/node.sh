@@ -15,6 +15,8 @@
 #   node.sh expose PORT    let pods reach 127.0.0.1:PORT of this machine at
 #                    <bridge IP>:PORT (a relay and one firewall exception;
 #                    `unexpose PORT` or `down` removes them)
+#   node.sh kill NAMESPACE POD   SIGKILL the processes of a pod's containers
+#                    (a crash as the pod sees it: no SIGTERM, no grace period)
 #
 # What `up` starts (pid files in <cluster dir>/pids/node-*.pid, logs in
 # <cluster dir>/logs/node-*.log, everything else in <cluster dir>/node/):
@@ -721,6 +723,23 @@ cmd_unexpose() { # port
   iptables -w -t mangle -D MANDRILL-NODE-PRE -d "$bridge_ip/32" -p tcp --dport "$port" -j RETURN 2>/dev/null || true
 }
 
+# What `kubectl delete --force` cannot do: the kubelet would still send SIGTERM
+# first. Each container's first process is killed from the host, by the pid
+# containerd reports; the kubelet then sees the containers exit 137.
+cmd_kill() { # namespace pod
+  local namespace=${1:?usage: node.sh kill NAMESPACE POD} pod=${2:?usage: node.sh kill NAMESPACE POD}
+  live_pid kubelet >/dev/null || die "the node is not up (node.sh up)"
+  local sandbox id pid killed=0
+  sandbox=$(crictl pods -q --state ready --namespace "^$namespace\$" --name "^$pod\$")
+  [ -n "$sandbox" ] || die "no running pod $namespace/$pod on this node"
+  for id in $(crictl ps -q --state running -p "$sandbox"); do
+    pid=$(crictl inspect -o go-template --template '{{.info.pid}}' "$id")
+    kill -KILL "$pid" && killed=$((killed + 1))
+  done
+  ((killed > 0)) || die "pod $namespace/$pod has no running container"
+  say "SIGKILL sent to $killed container(s) of $namespace/$pod"
+}
+
 cmd_prepare() {
   preflight
   ensure_packages
@@ -740,9 +759,10 @@ status) cmd_status ;;
 check) cmd_check ;;
 expose) cmd_expose "${2:-}" ;;
 unexpose) cmd_unexpose "${2:-}" ;;
+kill) cmd_kill "${2:-}" "${3:-}" ;;
 prepare) cmd_prepare ;;
 *)
-  sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

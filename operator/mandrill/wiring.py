@@ -67,7 +67,10 @@ log = logging.getLogger(__name__)
 
 def namespace_filter(patterns: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether kopf, given `patterns` (--namespace), serves a namespace: the resync must
-    list exactly what the watches see, globs and exclusions included."""
+    list exactly what the watches see, globs and exclusions included. No patterns is
+    kopf's cluster-wide mode: every namespace."""
+    if not patterns:
+        return lambda namespace: True
 
     def serves(namespace: str) -> bool:
         name = references.NamespaceName(namespace)
@@ -237,6 +240,7 @@ class Services:
             ),
             log_format=s.log_format,
             allow_private=s.crawl_allow_private,
+            placement=await worker_jobs.own_placement(self.api),
         )
         log.info("worker pods: image %s in namespace %s", image, self.worker_namespace)
         return self._worker_settings

@@ -427,6 +427,8 @@ async def test_the_operator_reads_its_own_image_from_its_pod(
         "kind": "Pod",
         "metadata": {"name": "mandrill-abc"},
         "spec": {
+            "nodeSelector": {"example.com/pool": "crawl"},
+            "tolerations": [{"key": "example.com/pool", "operator": "Exists"}],
             "containers": [
                 {"name": "sidecar", "image": "registry.example/sidecar:1"},
                 {"name": "operator", "image": "registry.example/mandrill:9.9",
@@ -442,6 +444,10 @@ async def test_the_operator_reads_its_own_image_from_its_pod(
     )
     assert await worker_jobs_adapter.own_image(api, {**here, "POD_NAME": "not-a-pod"}) is None
     assert await worker_jobs_adapter.own_image(api, {}) is None
+    placement = await worker_jobs_adapter.own_placement(api, here)
+    assert placement["nodeSelector"] == {"example.com/pool": "crawl"}
+    assert {"key": "example.com/pool", "operator": "Exists"} in placement["tolerations"]
+    assert await worker_jobs_adapter.own_placement(api, {}) == {}
 
 
 async def test_workers_that_exit_1_fail_their_index_and_the_crawljob(

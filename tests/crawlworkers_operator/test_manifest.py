@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 
+import attrs
 import pytest
 
 from mandrill.domain.crawl import workers
@@ -155,3 +156,21 @@ def test_a_failing_worker_is_not_retried_and_a_disruption_does_not_count() -> No
 def test_requested_workers_defaults_to_one() -> None:
     assert workers.requested_workers({"urls": ["https://a/"]}) == 1
     assert workers.requested_workers({"urls": ["https://a/"], "workers": 4}) == 4
+
+
+def test_the_workers_run_where_the_operator_may_run_and_nowhere_else_by_default() -> None:
+    placement = {
+        "nodeSelector": {"mandrill.dev/real-node": "true"},
+        "tolerations": [{"key": "mandrill.dev/real-node", "operator": "Exists"}],
+        "affinity": {"podAntiAffinity": {}},
+    }
+    settings = attrs.evolve(SETTINGS, placement=placement)
+    job = workers.job_manifest(
+        JOB, spec={"urls": ["https://example.com/"]}, workers=2, settings=settings
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == placement["nodeSelector"]
+    assert pod["tolerations"] == placement["tolerations"]
+    assert "affinity" not in pod  # the operator's replicas' spreading is not the workers'
+    plain = build()["spec"]["template"]["spec"]  # type: ignore[index]
+    assert not {"nodeSelector", "tolerations"} & plain.keys()

@@ -93,3 +93,11 @@ def test_namespace_exclusions_apply_to_every_glob_as_kopf_reads_them(
     patterns = config.namespace_patterns(flag)
     matches = namespace_filter(patterns)
     assert {ns for ns in serves | skips if matches(ns)} == serves
+
+
+def test_no_namespace_flag_serves_every_namespace() -> None:
+    """Cluster-wide, as kopf runs without --namespace (the worker Job sweep relies on it)."""
+    from mandrill.wiring import namespace_filter
+
+    matches = namespace_filter(config.namespace_patterns(""))
+    assert all(matches(ns) for ns in ("default", "team-a", "kube-system"))

@@ -177,22 +177,35 @@ async def own_image(
 ) -> tuple[str, str] | None:
     """(image, pull policy) of the operator's own container, read from its Pod
     (POD_NAME and POD_NAMESPACE, from the downward API); None outside a pod."""
-    name, namespace = environ.get("POD_NAME"), environ.get("POD_NAMESPACE")
-    if not name or not namespace:
-        return None
-    core = client.CoreV1Api(api)
-    try:
-        pod = await kube.call_json(
-            core.read_namespaced_pod, name, namespace, what="read the operator's own Pod"
-        )
-    except ApiException:  # 404: POD_NAME is not a pod of this cluster
-        return None
+    pod = await _own_pod(api, environ) or {}
     containers = (pod.get("spec") or {}).get("containers") or []
     chosen = next((c for c in containers if c.get("name") == OPERATOR_CONTAINER), None)
     chosen = chosen or (containers[0] if containers else None)
     if chosen is None or not chosen.get("image"):
         return None
     return str(chosen["image"]), str(chosen.get("imagePullPolicy") or "IfNotPresent")
+
+
+async def own_placement(api: ApiClient, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """nodeSelector and tolerations of the operator's own Pod, for the workers that run
+    its image; empty outside a pod."""
+    pod = await _own_pod(api, environ)
+    spec = (pod or {}).get("spec") or {}
+    return {k: spec[k] for k in workers.PLACEMENT if spec.get(k)}
+
+
+async def _own_pod(api: ApiClient, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    name, namespace = environ.get("POD_NAME"), environ.get("POD_NAMESPACE")
+    if not name or not namespace:
+        return None
+    core = client.CoreV1Api(api)
+    try:
+        pod: dict[str, Any] = await kube.call_json(
+            core.read_namespaced_pod, name, namespace, what="read the operator's own Pod"
+        )
+    except ApiException:  # 404: POD_NAME is not a pod of this cluster
+        return None
+    return pod
 
 
 @attrs.frozen

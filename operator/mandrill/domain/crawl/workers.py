@@ -62,6 +62,9 @@ leases and flushes in a few seconds); also the pods' terminationGracePeriodSecon
 TTL_AFTER_FINISHED = 3600
 """Seconds a finished Job (and its pods' logs) stays for a look before it is collected."""
 TMP = "/tmp"
+PLACEMENT = ("nodeSelector", "tolerations")
+"""What the worker pods take over from the operator's own Pod spec (not its affinity,
+which in the HA overlay spreads the operator's replicas and means nothing to workers)."""
 
 
 def job_name(job: JobRef) -> str:
@@ -114,6 +117,10 @@ class WorkerSettings:
     allow_private: bool = False
     """The operator's SSRF switch, handed on: a worker fetches no more than the operator may."""
     service_account: str = SERVICE_ACCOUNT
+    placement: Mapping[str, Any] = attrs.Factory(dict)
+    """nodeSelector and tolerations of the operator's own Pod: the workers run its image,
+    which is known to be on the nodes it may run on (a node-local image, a registry only
+    some nodes reach) and perhaps nowhere else."""
 
 
 def worker_spec(raw_spec: Mapping[str, Any], *, seeds: Sequence[str]) -> dict[str, Any]:
@@ -183,6 +190,7 @@ def job_manifest(
             "runAsGroup": uid_gid,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        **{k: settings.placement[k] for k in PLACEMENT if settings.placement.get(k)},
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
     }
