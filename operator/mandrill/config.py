@@ -115,6 +115,9 @@ class Settings:
     worker_memory_limit: str = "512Mi"
     worker_progress_interval: float = 5.0
     """Seconds between looks at a worker Job and the store, for the CrawlJob's status."""
+    worker_lease_seconds: float = 30.0
+    """The workers' URL and host leases (MANDRILL_CRAWL_LEASE_SECONDS): how long a
+    dead worker's URLs wait before the others take them over."""
 
 
 @attrs.frozen
@@ -222,6 +225,12 @@ OPTIONS = (
         "--worker-progress-interval",
         "worker_progress_interval",
         "seconds between looks at a worker Job and the store",
+        float,
+    ),
+    Option(
+        "--worker-lease-seconds",
+        "worker_lease_seconds",
+        "seconds a worker's leases last: how long a dead worker's URLs wait",
         float,
     ),
 )
@@ -348,6 +357,10 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "worker_progress_interval": (
         lambda v: isinstance(v, float) and 0.1 <= v <= 3600,
         "is not a number of seconds in [0.1, 3600]",
+    ),
+    "worker_lease_seconds": (
+        lambda v: isinstance(v, float) and 3 <= v <= 3600,
+        "is not a number of seconds in [3, 3600]",
     ),
     "leader_election_lease_duration": (
         lambda v: isinstance(v, int) and 1 <= v <= 3600,

@@ -239,6 +239,7 @@ class Services:
                 memory_limit=s.worker_memory_limit,
             ),
             log_format=s.log_format,
+            lease_seconds=s.worker_lease_seconds,
             allow_private=s.crawl_allow_private,
             placement=await worker_jobs.own_placement(self.api),
         )

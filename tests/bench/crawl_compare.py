@@ -388,6 +388,11 @@ def report(
     for name in [*names, SITE_CHECK]:
         r = median[name]
         cpu = r.cpu - startup.get(name, 0.0)
+        if not r.pages:
+            # A contender that fetched nothing (it failed: see the exits below)
+            # has no rates to show, and must not take the table down with it.
+            print(row([name, 0, *["-"] * (len(widths) - 2)], widths))
+            continue
         if name == SITE_CHECK:
             cells = [
                 name,

@@ -62,9 +62,24 @@ def test_the_environment_is_the_contracts() -> None:
     assert env["MANDRILL_CRAWL_JOB_UID"]["value"] == JOB.uid
     assert json.loads(env["MANDRILL_CRAWL_SPEC"]["value"]) == spec
     assert env["MANDRILL_LOG_FORMAT"]["value"] == "json"
+    assert env["MANDRILL_CRAWL_LEASE_SECONDS"]["value"] == "30"
     assert "MANDRILL_CRAWL_ALLOW_PRIVATE" not in env
     # No password anywhere in the manifest: only the Secret's name.
     assert "value" not in env["MANDRILL_STORE_URL"]
+
+
+def test_the_lease_setting_reaches_the_workers_as_they_parse_it() -> None:
+    import attrs
+
+    from mandrill.commands import crawl_worker
+
+    short = attrs.evolve(SETTINGS, lease_seconds=7.5)
+    job = workers.job_manifest(JOB, spec={"urls": ["https://x/"]}, workers=2, settings=short)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    env["MANDRILL_STORE_URL"] = "postgresql://u:p@127.0.0.1:5432/db"
+
+    assert crawl_worker.WorkerConfig.from_env(env).lease == 7.5
 
 
 def test_the_ssrf_switch_is_handed_on_only_when_the_operator_has_it() -> None:

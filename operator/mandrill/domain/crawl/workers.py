@@ -114,6 +114,8 @@ class WorkerSettings:
     pull_policy: str = "IfNotPresent"
     resources: Resources = attrs.Factory(Resources)
     log_format: str = "text"
+    lease_seconds: float = 30.0
+    """The workers' leases (MANDRILL_CRAWL_LEASE_SECONDS)."""
     allow_private: bool = False
     """The operator's SSRF switch, handed on: a worker fetches no more than the operator may."""
     service_account: str = SERVICE_ACCOUNT
@@ -157,6 +159,7 @@ def job_manifest(
         {"name": "MANDRILL_CRAWL_JOB_UID", "value": job.uid},
         {"name": "MANDRILL_CRAWL_SPEC", "value": json.dumps(spec, sort_keys=True)},
         {"name": "MANDRILL_LOG_FORMAT", "value": settings.log_format},
+        {"name": "MANDRILL_CRAWL_LEASE_SECONDS", "value": f"{settings.lease_seconds:g}"},
     ]
     if settings.allow_private:
         env.append({"name": "MANDRILL_CRAWL_ALLOW_PRIVATE", "value": "true"})
