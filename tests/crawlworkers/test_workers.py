@@ -177,6 +177,24 @@ async def wait_for_pages(url: str, at_least: int) -> None:
     raise AssertionError(f"fewer than {at_least} pages stored in {WAIT} s")
 
 
+async def three_workers_under_way(
+    site: test_site.Site, workers: Workers, postgres_url: str, body: dict[str, Any]
+) -> str:
+    """Workers w0..w2 on `body` with 2 s leases, 60 pages stored: the name of one
+    that holds a host now (the one a test then kills or pauses)."""
+    site.reset()
+    workers.spec, workers.lease = body, 2.0
+    await workers.start("w0", "w1", "w2")
+    await wait_for_pages(postgres_url, 60)
+    held = await rows(
+        postgres_url,
+        "SELECT DISTINCT split_part(holder, '/', 1) FROM crawl_host_leases"
+        " WHERE job_uid = $1 AND holder IS NOT NULL",
+        JOB,
+    )
+    return sorted(name for (name,) in held)[0]
+
+
 async def test_three_workers_crawl_what_one_process_crawls_each_page_once(
     site: test_site.Site, workers: Workers, postgres_url: str
 ) -> None:
@@ -208,17 +226,7 @@ async def test_a_killed_workers_urls_are_finished_by_the_others(
 ) -> None:
     body = spec_body(site.seed)
     alone = await reference(body)
-    site.reset()
-    workers.spec, workers.lease = body, 2.0
-    await workers.start("w0", "w1", "w2")
-    await wait_for_pages(postgres_url, 60)
-    held = await rows(
-        postgres_url,
-        "SELECT DISTINCT split_part(holder, '/', 1) FROM crawl_host_leases"
-        " WHERE job_uid = $1 AND holder IS NOT NULL",
-        JOB,
-    )
-    victim = sorted(name for (name,) in held)[0]
+    victim = await three_workers_under_way(site, workers, postgres_url, body)
     workers.procs[victim].send_signal(signal.SIGKILL)
     await workers.procs[victim].wait()
     leased = await rows(
@@ -350,17 +358,7 @@ async def test_a_worker_paused_past_its_leases_holds_no_one_up_and_writes_nothin
 ) -> None:
     body = spec_body(site.seed)
     alone = await reference(body)
-    site.reset()
-    workers.spec, workers.lease = body, 2.0
-    await workers.start("w0", "w1", "w2")
-    await wait_for_pages(postgres_url, 60)
-    held = await rows(
-        postgres_url,
-        "SELECT DISTINCT split_part(holder, '/', 1) FROM crawl_host_leases"
-        " WHERE job_uid = $1 AND holder IS NOT NULL",
-        JOB,
-    )
-    sleeper = sorted(name for (name,) in held)[0]
+    sleeper = await three_workers_under_way(site, workers, postgres_url, body)
     workers.procs[sleeper].send_signal(signal.SIGSTOP)  # slow but alive: a long GC, a frozen VM
     others = [name for name in ("w0", "w1", "w2") if name != sleeper]
     results = [await workers.finish(name) for name in others]
