@@ -48,6 +48,7 @@ from tests.postgres import PostgresServer
 WORKER = (sys.executable, "-m", "mandrill", "crawl-worker")
 JOB = "3f0c-workers-test"
 WAIT = 120.0
+W3 = ("w0", "w1", "w2")
 
 
 def spec_body(seed: str, **more: Any) -> dict[str, Any]:
@@ -102,6 +103,14 @@ class Workers:
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def failures(self, names: Sequence[str], results: Sequence[tuple[int, Any]]) -> str:
+        """The logs of the workers among `names` that did not exit 0: an assertion's message."""
+        return "\n".join(
+            f"--- {name} exited {status}:\n{self.log(name)}"
+            for name, (status, _) in zip(names, results, strict=True)
+            if status != 0
+        )
 
     async def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -205,7 +214,7 @@ async def test_three_workers_crawl_what_one_process_crawls_each_page_once(
     workers.spec = body
     await workers.start("w0", "w1", "w2")
     results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
-    assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    assert [status for status, _ in results] == [0, 0, 0], workers.failures(W3, results)
     summaries = [s for _, s in results if s is not None]
     assert sum(s["stored"] for s in summaries) == len(alone.pages)
     assert sum(s["fenced"] for s in summaries) == 0
@@ -260,7 +269,7 @@ async def test_max_pages_holds_exactly_across_workers(
     workers.env = {"MANDRILL_LOG_FORMAT": "json"}
     await workers.start("w0", "w1", "w2")
     results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
-    assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    assert [status for status, _ in results] == [0, 0, 0], workers.failures(W3, results)
     for name in ("w0", "w1", "w2"):
         lines = workers.log(name).splitlines()
         assert lines
@@ -286,12 +295,12 @@ async def test_a_terminated_worker_gives_its_leases_back_at_once(
     started = time.monotonic()
     workers.procs["w1"].send_signal(signal.SIGTERM)
     status, summary = await workers.finish("w1")
-    assert status == 0
+    assert status == 0, workers.log("w1")
     assert time.monotonic() - started < 5
     assert summary is not None
     assert summary["stopped"] is True
     others = [await workers.finish(name) for name in ("w0", "w2")]
-    assert [s for s, _ in others] == [0, 0]
+    assert [s for s, _ in others] == [0, 0], workers.failures(("w0", "w2"), others)
     assert time.monotonic() - started < 40  # well before the 60 s leases would end
     _pages, edges, states = await stored(postgres_url)
     assert states == {"done": len(alone.pages)}
@@ -342,9 +351,10 @@ async def test_crawl_delay_holds_when_the_host_changes_hands(
         )
         workers.procs[holder[0]].send_signal(signal.SIGTERM)
         results = [await workers.finish(name) for name in ("w0", "w1")]
+        failures = workers.failures(("w0", "w1"), results)
         starts = one_host.counters[0].starts
         robots_reads = one_host.counters[0].requests["/robots.txt"]
-    assert [status for status, _ in results] == [0, 0]
+    assert [status for status, _ in results] == [0, 0], failures
     assert all(summary is not None and summary["stored"] > 0 for _, summary in results)
     _, _, states = await stored(postgres_url)
     assert states == {"done": 32}  # 30 pages, 2 missing
@@ -362,14 +372,14 @@ async def test_a_worker_paused_past_its_leases_holds_no_one_up_and_writes_nothin
     workers.procs[sleeper].send_signal(signal.SIGSTOP)  # slow but alive: a long GC, a frozen VM
     others = [name for name in ("w0", "w1", "w2") if name != sleeper]
     results = [await workers.finish(name) for name in others]
-    assert [status for status, _ in results] == [0, 0]
+    assert [status for status, _ in results] == [0, 0], workers.failures(others, results)
     pages, edges, states = await stored(postgres_url)
     assert states == {"done": len(alone.pages)}
     assert edges == alone.edges
     fetched = site.fetched()
     workers.procs[sleeper].send_signal(signal.SIGCONT)
     status, summary = await workers.finish(sleeper)
-    assert status == 0
+    assert status == 0, workers.log(sleeper)
     assert summary is not None
     assert summary["fenced"] + summary["lost"] > 0  # it woke up holding leases others had taken
     # Awake, it makes no request of its own: only those already on their way when it
@@ -390,7 +400,7 @@ async def test_redirects_across_workers_give_the_edges_of_one_process(
         await workers.start("w0", "w1", "w2")
         results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
         fetched = hops.fetched()
-    assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    assert [status for status, _ in results] == [0, 0, 0], workers.failures(W3, results)
     _, edges, states = await stored(postgres_url)
     assert edges == alone.edges
     assert set(states) <= {"done", "alias"}
@@ -422,7 +432,7 @@ async def test_workers_ride_out_a_store_outage(
     finally:
         await asyncio.to_thread(postgres.start)
     results = [await workers.finish(name) for name in ("w0", "w1", "w2")]
-    assert [status for status, _ in results] == [0, 0, 0], workers.log("w0")
+    assert [status for status, _ in results] == [0, 0, 0], workers.failures(W3, results)
     assert any("trying again" in workers.log(name) for name in ("w0", "w1", "w2"))
     pages, edges, states = await stored(postgres_url)
     assert states == {"done": len(alone.pages)}

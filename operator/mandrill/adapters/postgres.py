@@ -44,8 +44,17 @@ MIGRATION_LOCK = int.from_bytes(b"mandrill", "big")
 """The advisory lock key that serialises migrations, across every replica."""
 SERVER_SETTINGS = {"application_name": "mandrill"}
 T = TypeVar("T")
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-"""What a lost, refused, timed out or failing connection raises."""
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+"""What a lost, refused, timed out or failing connection raises. InternalClientError too:
+a server that ends an idle session (a shutdown, pg_terminate_backend, a session timeout)
+sends an error before it closes, and asyncpg, reading the error before the close, is left
+refusing every command with "another operation is in progress" until the close arrives."""
 
 
 @functools.lru_cache(maxsize=256)
