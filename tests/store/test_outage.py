@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import attrs
-
 import pytest
 
 from mandrill.adapters import crawl_store, schema
