@@ -3,7 +3,9 @@
 Every request of a crawl (pages and robots.txt alike) goes through
 `Politeness.fetch`: a per-host semaphore bounds the requests one host sees at
 once, and a host whose robots.txt sets Crawl-delay gets its request starts
-spaced by that delay. robots.txt is fetched once per origin, under a lock so
+spaced by that delay, counted from when each request really goes: one that
+waited its turn and woke late (a busy loop) pushes the next one back rather
+than letting it follow closer. robots.txt is fetched once per origin, under a lock so
 concurrent workers do not fetch it twice, and kept for the crawl; what a
 failed fetch of it means follows RFC 9309 (see `robots`). What was read is
 also told to the frontier log, so a resumed crawl starts with the same
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 
@@ -36,6 +38,8 @@ class _Host:
     slots: asyncio.Semaphore
     delay: float = 0.0
     next_start: float = 0.0
+    turn: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    """Held by the request waiting for next_start: spaced requests start one at a time."""
 
 
 @attrs.define
@@ -48,6 +52,9 @@ class Politeness:
     policies: dict[str, robots.RobotsPolicy | FetchFailure] = attrs.Factory(dict)
     robots_locks: dict[str, asyncio.Lock] = attrs.Factory(dict)
     log: frontier.FrontierLog = frontier.NO_LOG
+    clock: Callable[[], float] = time.monotonic
+    """Monotonic seconds (a seam for tests, with `sleep`)."""
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def restore(self, records: Iterable[frontier.RobotsRecord]) -> None:
         """Take the robots.txt policies a stored crawl had read (and their Crawl-delay)."""
@@ -61,12 +68,12 @@ class Politeness:
         the worker that held the host before)."""
         if seconds > 0:
             host = self._host(authority)
-            host.next_start = max(host.next_start, time.monotonic() + seconds)
+            host.next_start = max(host.next_start, self.clock() + seconds)
 
     def wait_left(self, authority: str) -> float:
         """Seconds until the next request to `authority` may start (0 or less: now)."""
         host = self.hosts.get(authority)
-        return 0.0 if host is None else host.next_start - time.monotonic()
+        return 0.0 if host is None else host.next_start - self.clock()
 
     async def refusal(self, url: str) -> pages.Failure | None:
         """Why robots.txt keeps the crawl from `url`; None when it may be fetched."""
@@ -105,15 +112,21 @@ class Politeness:
         while the URL waited its turn)."""
         host = self._host(urls.authority_of(url))
         async with host.slots:
-            # next_start is in the future only after a Crawl-delay (or a `hold_off`).
-            now = time.monotonic()
-            start = max(now, host.next_start)
-            host.next_start = start + host.delay
-            if start > now:
-                await asyncio.sleep(start - now)
+            await self._take_turn(host)
             if still_wanted is not None and not still_wanted():
                 raise Withdrawn(url)
             return await self.fetcher.fetch(url, max_bytes=max_bytes, want_body=want_body)
+
+    async def _take_turn(self, host: _Host) -> None:
+        """Wait until the host's next start, then set the one after from now: from when this
+        request goes, not from when it was meant to."""
+        if host.delay <= 0 and host.next_start <= self.clock():
+            return  # no Crawl-delay, no hold-off: requests start as slots allow
+        async with host.turn:
+            wait = host.next_start - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+            host.next_start = self.clock() + host.delay
 
     async def _load_robots(  # noqa: PLR0911 - one return per RFC 9309 case
         self, origin: str
@@ -151,7 +164,7 @@ class Politeness:
     def _apply_delay(self, origin: str, policy: robots.RobotsPolicy) -> None:
         host = self._host(urls.authority_of(origin + "/"))
         host.delay = policy.crawl_delay(user_agent=self.spec.user_agent)
-        host.next_start = time.monotonic() + host.delay
+        host.next_start = self.clock() + host.delay
 
     def _host(self, authority: str) -> _Host:
         host = self.hosts.get(authority)
