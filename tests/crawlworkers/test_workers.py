@@ -39,9 +39,12 @@ import asyncpg
 import attrs
 import pytest
 
-from mandrill.adapters import http, ssrf
+from mandrill.adapters import http, ssrf, worker_progress
+from mandrill.adapters.postgres import PostgresDatabase
 from mandrill.domain.crawl import engine
+from mandrill.domain.crawl.job import JobRef
 from mandrill.domain.crawl.models import CrawlSpec, Edge, PageResult, Progress
+from mandrill.store_url import StoreUrl
 from tests.crawlworkers import site as test_site
 from tests.postgres import PostgresServer
 
@@ -136,6 +139,7 @@ async def workers(postgres_url: str, tmp_path: pathlib.Path) -> AsyncIterator[Wo
 class _Collect:
     pages: dict[str, PageResult] = attrs.Factory(dict)
     edges: set[tuple[str, str]] = attrs.Factory(set)
+    unique_urls: int = 0
 
     async def record(self, result: PageResult, edges: Sequence[Edge], progress: Progress) -> None:
         self.pages[result.url] = result
@@ -148,7 +152,8 @@ async def reference(body: dict[str, Any]) -> _Collect:
     collect = _Collect()
     policy = ssrf.AddressPolicy(allow_private=True)
     async with http.HttpFetcher.open(spec=spec, policy=policy) as fetcher:
-        await engine.crawl(spec, fetcher=fetcher, sink=collect)
+        stats = await engine.crawl(spec, fetcher=fetcher, sink=collect)
+    collect.unique_urls = stats.unique_urls
     return collect
 
 
@@ -169,6 +174,16 @@ async def stored(url: str) -> tuple[dict[str, str | None], set[tuple[str, str]],
     )
     assert len(pages) == len({p[0] for p in pages})
     return dict(pages), {(s, t) for s, t in edges}, {s: int(n) for s, n in states}
+
+
+async def unique_urls(url: str) -> int:
+    """What the operator reports as uniqueLinks when the workers are done, read as it does."""
+    db = PostgresDatabase(url=StoreUrl.parse(url), what="crawl store")
+    try:
+        reader = worker_progress.StoreProgressReader(db)
+        return await reader.unique_urls(JobRef(namespace="n", name="j", uid=JOB))
+    finally:
+        await db.close()
 
 
 async def wait_for_pages(url: str, at_least: int) -> None:
@@ -224,6 +239,7 @@ async def test_three_workers_crawl_what_one_process_crawls_each_page_once(
     assert edges == alone.edges
     assert pages == {u: (p.error.value if p.error else None) for u, p in alone.pages.items()}
     assert states == {"done": len(alone.pages)}
+    assert await unique_urls(postgres_url) == alone.unique_urls  # the operator's uniqueLinks
     fetched = site.fetched()
     assert set(fetched) == set(alone.pages)
     assert max(fetched.values()) == 1, [u for u, n in fetched.items() if n > 1]
@@ -404,6 +420,7 @@ async def test_redirects_across_workers_give_the_edges_of_one_process(
     _, edges, states = await stored(postgres_url)
     assert edges == alone.edges
     assert set(states) <= {"done", "alias"}
+    assert await unique_urls(postgres_url) == alone.unique_urls
     reached = await rows(
         postgres_url, "SELECT url, final_url FROM crawl_pages WHERE job_uid = $1", JOB
     )

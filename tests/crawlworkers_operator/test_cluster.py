@@ -7,12 +7,13 @@ the namespace's restricted Pod Security; status.workers follows the Job; a
 Job that completes (kwok completes pods without running them) with the
 frontier unfinished ends the CrawlJob Failed with the count of URLs left;
 with the store rows written as the workers would, it ends Succeeded with
-their counters; workers that exit 1 fail their indexes without a retry
-(podFailurePolicy) and the CrawlJob WorkersFailed; deleting the CrawlJob
-removes the Job and its pods within seconds; the sweep deletes a Job whose
-CrawlJob is gone and spares another installation's; SQLite with workers ends
-Failed WorkersNeedPostgreSQL with an Event; the CRD rejects workers 0 and
-1000 on the server; the operator reads its own image from its Pod.
+their counters and the distinct URLs met (an off-site link target too);
+workers that exit 1 fail their indexes without a retry (podFailurePolicy)
+and the CrawlJob WorkersFailed; deleting the CrawlJob removes the Job and
+its pods within seconds; the sweep deletes a Job whose CrawlJob is gone and
+spares another installation's; SQLite with workers ends Failed
+WorkersNeedPostgreSQL with an Event; the CRD rejects workers 0 and 1000 on
+the server; the operator reads its own image from its Pod.
 
 To write rows "before the Job completes" without racing kwok, a test holds
 an exclusive lock on crawl_frontier while it creates the CrawlJob and writes
@@ -259,6 +260,7 @@ async def test_finished_rows_and_a_completed_job_end_succeeded_with_their_counte
         edge_row(SEED, a),
         edge_row(SEED, b),
         edge_row(a, b),
+        edge_row(a, "https://elsewhere.test/"),  # met, never admitted (off-site)
     ]
     uid = await created_with_rows(
         api, workers_store, ns, "done", {"urls": [SEED], "workers": 3, "maxDepth": 1}, rows
@@ -271,7 +273,8 @@ async def test_finished_rows_and_a_completed_job_end_succeeded_with_their_counte
     assert status["errorsByKind"] == {"http_status": 1}
     assert (status["progress"]["done"], status["progress"]["scheduled"]) == (3, 3)
     assert status["results"]["jobUID"] == uid
-    assert (status["results"]["pages"], status["results"]["edges"]) == (3, 3)
+    assert (status["results"]["pages"], status["results"]["edges"]) == (3, 4)
+    assert status["uniqueLinks"] == 4  # three crawled, one only linked to
     assert "***" in status["results"]["store"]
     assert status["workers"]["succeeded"] == 3
     kinds = {c["type"]: c["status"] for c in status["conditions"]}

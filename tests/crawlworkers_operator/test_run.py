@@ -4,8 +4,9 @@ Covers: SQLite ends Failed WorkersNeedPostgreSQL with a Warning Event and
 nothing created; the first run notes the attempt in the store once, before
 the Job exists, creates one Job and says so; progress patches while the Job
 runs; the end only when the Job ended, noted in the store and reported with
-an Event; a later run follows the existing Job without beginning again; a
-Job deleted mid-crawl is created again; no image, a refused Job and a
+an Event (with the distinct URLs the store counts then; a count that fails
+leaves uniqueLinks out, not the end); a later run follows the existing Job
+without beginning again; a Job deleted mid-crawl is created again; no image, a refused Job and a
 missing urlsFrom ConfigMap each end Failed with their reason.
 """
 
@@ -21,7 +22,7 @@ import pytest
 from mandrill.domain.crawl import frontier, worker_run, workers
 from mandrill.domain.crawl.job import JobRef, Outcome, Phase, StoredResults
 from mandrill.domain.crawl.worker_status import JobState, StoreProgress
-from mandrill.domain.errors import PermanentError
+from mandrill.domain.errors import PermanentError, StoreError
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 JOB = JobRef(namespace="team-a", name="docs", uid="abcdef12-0000", generation=1)
@@ -83,8 +84,15 @@ class FakeJobs:
 class FakeProgress:
     script: Script
 
+    unique: int | StoreError = 9
+
     async def read(self, job: JobRef) -> StoreProgress:
         return self.script.current[1]
+
+    async def unique_urls(self, job: JobRef) -> int:
+        if isinstance(self.unique, StoreError):
+            raise self.unique
+        return self.unique
 
 
 @attrs.define
@@ -210,6 +218,7 @@ async def test_first_run_begins_once_creates_one_job_and_follows_it_to_the_end(
     assert final["pagesFetched"] == 4
     assert final["linksFound"] == 6
     assert final["results"]["edges"] == 6
+    assert final["uniqueLinks"] == 9  # counted in the store, once, at the end
     assert final["workers"]["succeeded"] == 3
     assert final["finishedAt"] == "2026-01-01T12:00:10.000000Z"
     [ended] = first_run.store.finished
@@ -244,6 +253,18 @@ async def test_a_later_run_follows_the_existing_job_without_beginning_again() ->
     assert run.store.begun == []
     assert run.jobs.created == []
     assert outcome.started == datetime.datetime(2026, 1, 1, 11, 59, tzinfo=datetime.UTC)
+
+
+async def test_unique_urls_the_store_cannot_count_leave_the_field_out_not_the_end() -> None:
+    run = make_run([(COMPLETE, DONE)])
+    progress = run.ctx.progress
+    assert isinstance(progress, FakeProgress)
+    progress.unique = StoreError("cannot read crawl store postgresql://m:***@db/m: timeout")
+    outcome = await run(status={"phase": "Running", "attempts": 1, "workers": {"desired": 3}})
+    assert (outcome.phase, outcome.reason) == (Phase.SUCCEEDED, "Completed")
+    final = run.reporter.patches[-1]
+    assert final["phase"] == "Succeeded"
+    assert "uniqueLinks" not in final
 
 
 async def test_a_job_deleted_mid_crawl_is_created_again_without_beginning_again() -> None:

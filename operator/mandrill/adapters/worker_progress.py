@@ -5,7 +5,9 @@ no tally: every look counts the rows the workers wrote. Frontier rows by
 state (pending, leased or not, and done; redirect aliases are not URLs of
 the crawl's own), and page outcomes by error kind with their bytes and links,
 summed by frontier_store.stored_counts, as a resumption's are. Two grouped counts over the
-tables' job_uid keys: cheap enough every few seconds.
+tables' job_uid keys: cheap enough every few seconds. The distinct URLs met (the
+frontier's and every link target, as a single process's `known` set) are
+counted once, at the end: a union over every edge is not worth every look.
 """
 
 from __future__ import annotations
@@ -40,3 +42,12 @@ class StoreProgressReader:
             links=counts.edges,
             bytes=counts.bytes,
         )
+
+    async def unique_urls(self, job: JobRef) -> int:
+        """Distinct URLs the crawl met: admitted or reached by a redirect, or linked to."""
+        ((count,),) = await self.db.fetch(
+            "SELECT COUNT(*) FROM (SELECT url FROM crawl_frontier WHERE job_uid = ?"
+            " UNION SELECT target FROM crawl_edges WHERE job_uid = ?) AS met",
+            (job.uid, job.uid),
+        )
+        return int(count)

@@ -58,6 +58,10 @@ class ProgressSource(Protocol):
         """The job's rows, counted; StoreError if the store cannot say."""
         ...
 
+    async def unique_urls(self, job: JobRef) -> int:
+        """Distinct URLs the crawl met (status.uniqueLinks, at the end); StoreError."""
+        ...
+
 
 class WorkerReporter(Protocol):
     """Status and Events of one CrawlJob. PermanentError("Gone") if it was deleted."""
@@ -265,7 +269,12 @@ async def _end(
         log.warning("the end of %s not noted in the store: %s", job, e)
     else:
         ended = attrs.evolve(ended, results=results)
-    await _report(ctx, job, ended, seen, status)
+    try:
+        unique: int | None = await ctx.progress.unique_urls(job)
+    except StoreError as e:
+        log.warning("the unique URLs of %s not counted: %s", job, e)
+        unique = None
+    await _report(ctx, job, ended, seen, status, unique_urls=unique)
     return ended
 
 
@@ -294,13 +303,17 @@ async def _report(
     ended: Outcome,
     seen: worker_status.WorkersStatus,
     status: Mapping[str, Any],
+    *,
+    unique_urls: int | None = None,
 ) -> None:
     """The final patch, then its Event. Shielded: the patch makes the job finished, and
     kopf may stop the handler on seeing it before the response is in."""
 
     async def report() -> None:
         await ctx.reporter.patch(
-            worker_status.final(ended, workers_status=seen, job=job, previous=status)
+            worker_status.final(
+                ended, workers_status=seen, job=job, previous=status, unique_urls=unique_urls
+            )
         )
         if ended.phase is Phase.SUCCEEDED:
             ctx.reporter.event("Normal", "Succeeded", f"{ended.reason}: {ended.message}")

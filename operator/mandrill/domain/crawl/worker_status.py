@@ -246,11 +246,19 @@ def outcome(
 
 
 def final(
-    ended: Outcome, *, workers_status: WorkersStatus, job: JobRef, previous: Mapping[str, Any]
+    ended: Outcome,
+    *,
+    workers_status: WorkersStatus,
+    job: JobRef,
+    previous: Mapping[str, Any],
+    unique_urls: int | None = None,
 ) -> dict[str, Any]:
-    """The finishing patch: the codec's final status, the workers, and the conditions
-    set over what the CrawlJob had, so a condition that holds keeps its time."""
+    """The finishing patch: the codec's final status, the workers, the distinct URLs met
+    (when the store could count them), and the conditions set over what the CrawlJob
+    had, so a condition that holds keeps its time."""
     patch: dict[str, Any] = dict(crawl_status.final(ended, job=job))
+    if unique_urls is not None:
+        patch["uniqueLinks"] = unique_urls
     made: list[conditions.Condition] = [
         conditions.typed(c) for c in previous.get("conditions") or ()
     ]
