@@ -1,19 +1,20 @@
 """CrawlJobs on workers against the real API server, Job controller and kwok nodes.
 
 Covers: `workers: 3` makes one Indexed Job in the operator's namespace with
-3 completions, the contract's environment, the workers' ServiceAccount, the
-labels, the pod security and the image, and the Job controller's pods pass
-the namespace's restricted Pod Security; status.workers follows the Job; a
-Job that completes (kwok completes pods without running them) with the
-frontier unfinished ends the CrawlJob Failed with the count of URLs left;
-with the store rows written as the workers would, it ends Succeeded with
-their counters and the distinct URLs met (an off-site link target too);
-workers that exit 1 fail their indexes without a retry (podFailurePolicy)
-and the CrawlJob WorkersFailed; deleting the CrawlJob removes the Job and
-its pods within seconds; the sweep deletes a Job whose CrawlJob is gone and
-spares another installation's; SQLite with workers ends Failed
-WorkersNeedPostgreSQL with an Event; the CRD rejects workers 0 and 1000 on
-the server; the operator reads its own image from its Pod.
+3 completions, a deadline past its total timeout, the contract's
+environment, the workers' ServiceAccount, the labels, the pod security and
+the image, and the Job controller's pods pass the namespace's restricted Pod
+Security; status.workers follows the Job; a Job that completes (kwok
+completes pods without running them) with the frontier unfinished ends the
+CrawlJob Failed with the count of URLs left; with the store rows written as
+the workers would, it ends Succeeded with their counters and the distinct
+URLs met (an off-site link target too); workers that exit 1 fail their
+indexes without a retry (podFailurePolicy) and the CrawlJob WorkersFailed;
+deleting the CrawlJob removes the Job and its pods within seconds; the sweep
+deletes a Job whose CrawlJob is gone and spares another installation's;
+SQLite with workers ends Failed WorkersNeedPostgreSQL with an Event; the CRD
+rejects workers 0 and 1000 on the server; the operator reads its own image
+from its Pod.
 
 To write rows "before the Job completes" without racing kwok, a test holds
 an exclusive lock on crawl_frontier while it creates the CrawlJob and writes
@@ -140,7 +141,7 @@ async def test_three_workers_make_one_indexed_job_as_the_contract_says(
     cleanup: list[str],
 ) -> None:
     ns = await make_namespace("cjw-")
-    spec = {"urls": [SEED], "workers": 3, "maxDepth": 1}
+    spec = {"urls": [SEED], "workers": 3, "maxDepth": 1, "totalTimeoutSeconds": 3600}
     uid = await create(api, ns, "three", spec)
     cleanup.append(uid)
 
@@ -159,6 +160,7 @@ async def test_three_workers_make_one_indexed_job_as_the_contract_says(
     assert (jspec["completionMode"], jspec["completions"], jspec["parallelism"]) == (
         "Indexed", 3, 3,
     )  # fmt: skip
+    assert 3600 < jspec["activeDeadlineSeconds"] <= 3660  # the timeout, and time to stop
     pod = jspec["template"]["spec"]
     assert pod["serviceAccountName"] == "mandrill-crawl-worker"
     assert pod["automountServiceAccountToken"] is False

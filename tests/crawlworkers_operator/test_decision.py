@@ -4,7 +4,9 @@ Covers: a Job's status read from its API body; Running while the Job runs,
 whatever the store says; Succeeded only with the Job Complete and the
 frontier finished (nothing pending, or the maxPages budget spent); a Job that
 completed with URLs left, or never seeded, is Failed with the count; a
-failed Job is Failed; totalTimeoutSeconds ends Succeeded as TotalTimeout;
+failed Job is Failed; totalTimeoutSeconds ends Succeeded as TotalTimeout,
+also when Kubernetes ended the Job at its deadline after the timeout (but
+not before it);
 the status patches (counters, workers, conditions keeping their time).
 """
 
@@ -54,6 +56,7 @@ def test_the_job_state_is_read_from_the_jobs_body() -> None:
     }  # fmt: skip
     state = JobState.from_job(failed)
     assert state.failure == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+    assert state.failure_reason == "BackoffLimitExceeded"
     assert state.ended
     assert not state.complete
     assert JobState.from_job({"spec": {"completions": 2}}) == JobState(desired=2)
@@ -107,6 +110,26 @@ def test_the_total_timeout_ends_succeeded_as_a_single_process_crawl_does() -> No
     assert (timed.phase, timed.reason) == (Phase.SUCCEEDED, "TotalTimeout")
     early = decide(COMPLETE, progress, total_timeout=60.0, elapsed=30.0)
     assert early.phase is Phase.FAILED
+
+
+def test_a_job_ended_at_its_deadline_after_the_total_timeout_is_that_timeout() -> None:
+    progress = StoreProgress(pending=2, done=3, pages_ok=3)
+    ended = JobState(
+        desired=3,
+        succeeded=1,
+        failed=2,
+        failure="DeadlineExceeded: Job was active longer than specified deadline",
+        failure_reason="DeadlineExceeded",
+    )
+    timed = decide(ended, progress, total_timeout=60.0, elapsed=125.0)
+    assert (timed.phase, timed.reason) == (Phase.SUCCEEDED, "TotalTimeout")
+    assert timed.message == (
+        "stopped by totalTimeoutSeconds (the Job's deadline ended the workers still running): "
+        "3 pages fetched, 0 failed, 0 links, by 3 workers; 2 of 5 URLs left"
+    )
+    # Before the timeout (a deadline someone else set), or with none, it is a failure.
+    assert decide(ended, progress, total_timeout=600.0, elapsed=125.0).reason == "WorkersFailed"
+    assert decide(ended, progress, elapsed=125.0).reason == "WorkersFailed"
 
 
 def test_the_running_patch_carries_counters_and_workers() -> None:

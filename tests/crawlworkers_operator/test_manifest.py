@@ -4,7 +4,8 @@ Covers: an Indexed Job with completions = parallelism = workers, the worker
 command, the contract's environment (store URL by secretKeyRef, UID, spec as
 JSON, log format), the ServiceAccount without a token, the pod security of
 the operator's Deployment, the labels and the name (a DNS label, unique by
-UID), the failure policy, and urlsFrom replaced by the URLs read.
+UID), the failure policy, the deadline a total timeout sets (none without
+one), and urlsFrom replaced by the URLs read.
 """
 
 from __future__ import annotations
@@ -166,6 +167,14 @@ def test_a_failing_worker_is_not_retried_and_a_disruption_does_not_count() -> No
         "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
     }
     assert spec["ttlSecondsAfterFinished"] == workers.TTL_AFTER_FINISHED
+
+
+def test_a_total_timeout_gives_the_job_a_deadline_with_room_for_the_workers_to_stop() -> None:
+    assert "activeDeadlineSeconds" not in build()["spec"]  # type: ignore[operator]
+    raw = {"urls": ["https://example.com/"], "workers": 3, "totalTimeoutSeconds": 300}
+    for left, deadline in ((300.0, 360), (212.4, 273), (-5.0, 61)):
+        manifest = workers.job_manifest(JOB, spec=raw, workers=3, settings=SETTINGS, time_left=left)
+        assert manifest["spec"]["activeDeadlineSeconds"] == deadline
 
 
 def test_requested_workers_defaults_to_one() -> None:

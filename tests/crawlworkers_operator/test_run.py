@@ -6,7 +6,8 @@ the Job exists, creates one Job and says so; progress patches while the Job
 runs; the end only when the Job ended, noted in the store and reported with
 an Event (with the distinct URLs the store counts then; a count that fails
 leaves uniqueLinks out, not the end); a later run follows the existing Job
-without beginning again; a Job deleted mid-crawl is created again; no image, a refused Job and a
+without beginning again; a Job's deadline is what the total timeout leaves
+when it is made; a Job deleted mid-crawl is created again; no image, a refused Job and a
 missing urlsFrom ConfigMap each end Failed with their reason.
 """
 
@@ -274,6 +275,16 @@ async def test_a_job_deleted_mid_crawl_is_created_again_without_beginning_again(
     assert run.store.begun == []
     assert len(run.jobs.created) == 1
     assert ("Warning", "WorkersRecreated") in [e[:2] for e in run.reporter.events]
+
+
+async def test_a_job_made_again_mid_crawl_gets_the_deadline_the_timeout_leaves() -> None:
+    spec = {**SPEC, "totalTimeoutSeconds": 100}
+    run = make_run([(None, StoreProgress()), (None, StoreProgress(pending=2, done=2)),
+                    (COMPLETE, DONE)])  # fmt: skip
+    await run(spec=spec)
+    first, again = run.jobs.created
+    assert first["spec"]["activeDeadlineSeconds"] == 100 + workers.DEADLINE_GRACE_SECONDS
+    assert again["spec"]["activeDeadlineSeconds"] == 95 + workers.DEADLINE_GRACE_SECONDS
 
 
 async def test_no_image_fails_the_job_with_the_reason() -> None:

@@ -120,12 +120,19 @@ async def run(
     name = f"{settings.namespace}/{workers.job_name(job)}"
     started = worker_status.started_at(status, default=now)
     first = status.get("workers") is None
-    manifest = workers.job_manifest(
-        job,
-        spec=workers.worker_spec(raw_spec, seeds=spec.seeds),
-        workers=count,
-        settings=settings,
-    )
+
+    def manifest() -> dict[str, Any]:
+        """The Job, its deadline what the total timeout leaves now (a Job made again
+        mid-crawl gets less)."""
+        elapsed = max(0.0, (ctx.clock() - started).total_seconds())
+        return workers.job_manifest(
+            job,
+            spec=workers.worker_spec(raw_spec, seeds=spec.seeds),
+            workers=count,
+            settings=settings,
+            time_left=None if spec.total_timeout is None else spec.total_timeout - elapsed,
+        )
+
     written: Mapping[str, Any] | None = None
     looks = 0
     while True:
@@ -135,7 +142,7 @@ async def run(
                 await _create(
                     ctx,
                     job,
-                    manifest,
+                    manifest(),
                     first=first,
                     name=name,
                     count=count,

@@ -53,6 +53,8 @@ class JobState:
     """Condition Complete is True: every index succeeded."""
     failure: str | None = None
     """Condition Failed is True: its reason and message."""
+    failure_reason: str | None = None
+    """That condition's reason alone (DeadlineExceeded, BackoffLimitExceeded, ...)."""
 
     @classmethod
     def from_job(cls, body: Mapping[str, Any]) -> JobState:
@@ -63,10 +65,11 @@ class JobState:
         def holds(kind: str) -> bool:
             return str(found.get(kind, {}).get("status")) == "True"
 
-        failure = None
+        failure = reason = None
         if holds("Failed"):
             c = found["Failed"]
-            failure = f"{c.get('reason') or 'Failed'}: {c.get('message') or 'no message'}"
+            reason = str(c.get("reason") or "Failed")
+            failure = f"{reason}: {c.get('message') or 'no message'}"
         return cls(
             desired=int(spec.get("completions") or 0),
             active=int(status.get("active") or 0),
@@ -75,6 +78,7 @@ class JobState:
             failed=int(status.get("failed") or 0),
             complete=holds("Complete"),
             failure=failure,
+            failure_reason=reason,
         )
 
     @property
@@ -149,8 +153,18 @@ def decide(
     A Job still running is Running, whatever the store says (a worker may
     still be flushing). An ended Job is Succeeded only if the store shows the
     crawl finished, or stopped by totalTimeoutSeconds as the single-process
-    crawl is (reason TotalTimeout); else Failed, with the count of URLs left."""
+    crawl is (reason TotalTimeout); else Failed, with the count of URLs left. A Job
+    Kubernetes ended at its deadline (activeDeadlineSeconds, the total timeout and a
+    grace) is that timeout too, once it has passed."""
     left = _left(progress)
+    timed_out = total_timeout is not None and elapsed >= total_timeout
+    if state.failure_reason == "DeadlineExceeded" and timed_out and progress.scheduled:
+        return Verdict(
+            Phase.SUCCEEDED,
+            "TotalTimeout",
+            f"stopped by totalTimeoutSeconds (the Job's deadline ended the workers still "
+            f"running): {_summary(state, progress)}; {left}",
+        )
     if state.failure is not None:
         return Verdict(
             Phase.FAILED, "WorkersFailed", f"the worker Job failed ({state.failure}); {left}"
@@ -162,13 +176,10 @@ def decide(
             f"{state.active} of {state.desired} workers running; "
             f"{progress.outcomes} of {progress.scheduled} URLs done",
         )
-    summary = (
-        f"{progress.pages_ok} pages fetched, {sum(progress.failures.values())} failed, "
-        f"{progress.links} links, by {state.desired} workers"
-    )
+    summary = _summary(state, progress)
     if progress.finished(max_pages=max_pages):
         return Verdict(Phase.SUCCEEDED, "Completed", summary)
-    if total_timeout is not None and elapsed >= total_timeout and progress.scheduled:
+    if timed_out and progress.scheduled:
         return Verdict(
             Phase.SUCCEEDED, "TotalTimeout", f"stopped by totalTimeoutSeconds: {summary}; {left}"
         )
@@ -176,6 +187,13 @@ def decide(
         Phase.FAILED,
         "FrontierUnfinished",
         f"all {state.desired} workers exited but the crawl is not finished: {left}",
+    )
+
+
+def _summary(state: JobState, progress: StoreProgress) -> str:
+    return (
+        f"{progress.pages_ok} pages fetched, {sum(progress.failures.values())} failed, "
+        f"{progress.links} links, by {state.desired} workers"
     )
 
 

@@ -28,6 +28,7 @@ WorkerSettings; the adapter (adapters/worker_jobs.py) sends it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,6 +63,10 @@ leases and flushes in a few seconds); also the pods' terminationGracePeriodSecon
 TTL_AFTER_FINISHED = 3600
 """Seconds a finished Job (and its pods' logs) stays for a look before it is collected."""
 TMP = "/tmp"
+DEADLINE_GRACE_SECONDS = 60
+"""Past the time a totalTimeoutSeconds leaves, how long the Job waits for its workers to
+stop by themselves (a pod's start, the worker's own stop, its grace period) before
+Kubernetes ends them (activeDeadlineSeconds): a wedged worker cannot outlive the crawl."""
 PLACEMENT = ("nodeSelector", "tolerations")
 """What the worker pods take over from the operator's own Pod spec (not its affinity,
 which in the HA overlay spreads the operator's replicas and means nothing to workers)."""
@@ -146,9 +151,15 @@ def labels(job: JobRef) -> dict[str, str]:
 
 
 def job_manifest(
-    job: JobRef, *, spec: Mapping[str, Any], workers: int, settings: WorkerSettings
+    job: JobRef,
+    *,
+    spec: Mapping[str, Any],
+    workers: int,
+    settings: WorkerSettings,
+    time_left: float | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job running `workers` workers of `job`, `spec` being `worker_spec`."""
+    """The batch/v1 Job running `workers` workers of `job`, `spec` being `worker_spec`;
+    `time_left`: seconds the crawl's totalTimeoutSeconds leaves (None: no total timeout)."""
     env: list[dict[str, Any]] = [
         {
             "name": "MANDRILL_STORE_URL",
@@ -233,6 +244,13 @@ def job_manifest(
                 ]
             },
             "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
+            **(
+                {}
+                if time_left is None
+                else {
+                    "activeDeadlineSeconds": max(1, math.ceil(time_left)) + DEADLINE_GRACE_SECONDS
+                }
+            ),
             "template": {"metadata": {"labels": labels(job)}, "spec": pod_spec},
         },
     }
