@@ -109,20 +109,22 @@ ctr() { command ctr --address "$sock" --namespace k8s.io "$@"; }
 preflight() {
   [ "$(uname -s)" = Linux ] || cannot "not Linux"
   [ "$(id -u)" = 0 ] || cannot "needs root (buildah and debootstrap run as root here)"
-  if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
+  if ! type -P buildah >/dev/null || ! type -P debootstrap >/dev/null; then
     command -v apt-get >/dev/null || cannot "buildah or debootstrap missing, and no apt-get to install them"
   fi
 }
 
+# `type -P`, not `command -v`: the buildah() wrapper above would answer for a
+# buildah that is not installed (a fresh machine then failed at its first call).
 ensure_packages() {
   local missing=()
-  command -v buildah >/dev/null || missing+=(buildah)
-  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  type -P buildah >/dev/null || missing+=(buildah)
+  type -P debootstrap >/dev/null || missing+=(debootstrap)
   [ ${#missing[@]} -eq 0 ] && return
   say "installing Debian packages: ${missing[*]}"
   apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
-  command -v buildah >/dev/null && command -v debootstrap >/dev/null || cannot "buildah/debootstrap did not install"
+  type -P buildah >/dev/null && type -P debootstrap >/dev/null || cannot "buildah/debootstrap did not install"
 }
 
 # The first Debian mirror the host's apt sources name (deb822 or one-line).
@@ -373,7 +375,7 @@ cmd_check() {
 }
 
 cmd_clean() {
-  if [ -d "$cache/storage" ] && [ -f "$cache/containers.conf" ] && command -v buildah >/dev/null; then
+  if [ -d "$cache/storage" ] && [ -f "$cache/containers.conf" ] && type -P buildah >/dev/null; then
     buildah rm --all >/dev/null 2>&1 || true
     buildah rmi --all --force >/dev/null 2>&1 || true
   fi
