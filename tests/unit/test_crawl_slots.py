@@ -1,10 +1,11 @@
 """The crawl slot queue (mandrill.domain.crawl.slots), without a cluster.
 
 Covers: the limit, oldest-first hand-over (by creationTimestamp, then
-namespace and name, not by arrival), a waiter cancelled before its turn (takes
-nothing, costs nobody a turn), one cancelled as its slot is handed over (passes
-it on), release on an exception, limit 0 (no limit), on_queued and the
-(running, queued) observations.
+namespace and name, not by arrival, also among crawls woken together), a
+waiter cancelled before its turn (takes nothing, costs nobody a turn), one
+cancelled as its slot is handed over (passes it on), release on an exception
+and on cancellation, limit 0 (no limit), on_queued and the (running, queued)
+observations.
 """
 
 from __future__ import annotations
@@ -81,6 +82,24 @@ async def test_the_limit_holds_and_the_oldest_waiter_goes_first() -> None:
     await asyncio.gather(first.task, second.task, newest.task, older.task, same_time.task)
     assert (queue.in_use, queue.queued) == (0, 0)
     assert seen[-1] == (0, 0)
+
+
+async def test_crawls_woken_together_are_served_oldest_first() -> None:
+    queue = CrawlSlots(limit=1)
+    log: list[str] = []
+    leading = asyncio.Event()
+
+    async def daemon(created: str, name: str) -> None:
+        await leading.wait()  # as a standby's daemons wait to lead
+        async with queue.held(_order(created, name)):
+            log.append(name)
+
+    names = [("t9", "newest"), ("t5", "middle"), ("t1", "oldest")]
+    tasks = [asyncio.create_task(daemon(c, n)) for c, n in names]
+    await _settle()
+    leading.set()
+    await asyncio.gather(*tasks)
+    assert log == ["oldest", "middle", "newest"]
 
 
 async def test_a_waiter_cancelled_before_its_turn_takes_nothing_and_costs_no_turn() -> None:

@@ -31,7 +31,8 @@ async def test_the_queued_gauge_follows_the_queue() -> None:
     async with queue.held(("t0", "ns", "holder")):
         first = asyncio.create_task(waiter("a"))
         second = asyncio.create_task(waiter("b"))
-        await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
         assert sample("mandrill_crawls_queued") == 2.0
         second.cancel()
         await asyncio.wait([second])

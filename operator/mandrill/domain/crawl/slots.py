@@ -3,11 +3,12 @@
 Every unfinished in-process CrawlJob has a daemon, and fifty jobs applied
 together would be fifty crawls in one process: memory, sockets and the event
 loop all go with them. So a crawl first takes one of `limit` slots
-(MANDRILL_MAX_CRAWLS; 0 means no limit). A crawl that finds none waits in a
-queue ordered by its job's creationTimestamp, then namespace and name: when a
-slot frees it goes straight to the oldest waiter (handed over, never put back
-for whoever asks next), so the order does not depend on which daemon woke
-first.
+(MANDRILL_MAX_CRAWLS; 0 means no limit). Crawls wait in a queue ordered by
+their job's creationTimestamp, then namespace and name: when a slot frees it
+goes straight to the oldest waiter (handed over, never put back for whoever
+asks next), and slots are handed out a turn of the event loop after a crawl
+asks, so daemons woken together (a new leader's) are served oldest first
+rather than in the order they happened to run.
 
 A slot is released on every way out of `held`: the crawl's end, an error,
 a cancellation (deletion, shutdown). A waiter cancelled before its turn
@@ -68,6 +69,7 @@ class CrawlSlots:
     _in_use: int = 0
     _heap: list[_Waiter] = attrs.Factory(list)
     _seq: itertools.count[int] = attrs.Factory(itertools.count)
+    _dispatching: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.limit < 0:
@@ -83,9 +85,6 @@ class CrawlSlots:
 
     def _changed(self) -> None:
         self.observe(self._in_use, self.queued)
-
-    def _free(self) -> bool:
-        return self.limit == 0 or self._in_use < self.limit
 
     @contextlib.asynccontextmanager
     async def held(
@@ -108,17 +107,21 @@ class CrawlSlots:
     async def _acquire(
         self, order: Order, on_queued: Callable[[Usage], Awaitable[None]] | None
     ) -> None:
-        if self._free() and not self._heap:
+        if self.limit == 0:
             self._in_use += 1
             self._changed()
             return
         waiter = _Waiter(order, next(self._seq), asyncio.get_running_loop().create_future())
         heapq.heappush(self._heap, waiter)
-        self._changed()
+        self._dispatch_soon()
         try:
-            if on_queued is not None:
-                await on_queued(Usage(in_use=self._in_use, limit=self.limit))
-            await waiter.granted
+            # One turn of the loop before anyone is served: daemons woken together (a
+            # new leader's) line up first, so the oldest of them goes first.
+            await asyncio.sleep(0)
+            if not waiter.granted.done():
+                if on_queued is not None:
+                    await on_queued(Usage(in_use=self._in_use, limit=self.limit))
+                await waiter.granted
         except BaseException:
             if waiter.granted.done() and not waiter.granted.cancelled():
                 self._release()  # handed over just as we left: pass it on
@@ -129,11 +132,24 @@ class CrawlSlots:
                 self._changed()
             raise
 
-    def _release(self) -> None:
-        """Hand the slot to the oldest waiter, or free it."""
-        if self._heap:  # every waiter in the heap is still waiting (see _acquire)
-            heapq.heappop(self._heap).granted.set_result(None)  # the slot is now the waiter's
-            self._changed()
-            return
-        self._in_use -= 1
+    def _dispatch_soon(self) -> None:
+        if not self._dispatching:
+            self._dispatching = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Free slots to the oldest waiters (every waiter in the heap is still waiting:
+        a cancelled one takes itself out)."""
+        self._dispatching = False
+        while self._heap and self._in_use < self.limit:
+            heapq.heappop(self._heap).granted.set_result(None)
+            self._in_use += 1
         self._changed()
+
+    def _release(self) -> None:
+        """Give the slot back; it goes to the oldest waiter at once, if any."""
+        self._in_use -= 1
+        if self.limit == 0:
+            self._changed()
+        else:
+            self._dispatch()
