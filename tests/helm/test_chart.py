@@ -207,6 +207,25 @@ def test_postgres_takes_the_url_from_the_secret_and_makes_no_claim() -> None:
     assert _deployment(docs)["spec"]["strategy"] == {"type": "Recreate"}
 
 
+def test_existing_claim_is_mounted_and_no_claim_is_made() -> None:
+    default = chart.helm_objects()
+    docs = chart.helm_objects({"store.sqlite.existingClaim": "mandrill-data"})
+    volumes = {v["name"]: v for v in _deployment(docs)["spec"]["template"]["spec"]["volumes"]}
+
+    assert "PersistentVolumeClaim" not in _kinds(docs)
+    assert volumes["store"] == {
+        "name": "store",
+        "persistentVolumeClaim": {"claimName": "mandrill-data"},
+    }
+    assert _env(docs)["MANDRILL_STORE_URL"] == "sqlite:////var/lib/mandrill/mandrill.sqlite"
+    # Nothing else changes: the claim the chart would have made, and its name.
+    assert chart.diff_renderings(default, docs) == [
+        "('PersistentVolumeClaim', 'mandrill-system', 'mandrill-store'): missing",
+        "('Deployment', 'mandrill-system', 'mandrill') .spec.template.spec.volumes[0]"
+        ".persistentVolumeClaim.claimName: expected 'mandrill-store', got 'mandrill-data'",
+    ]
+
+
 @pytest.mark.parametrize(("storage_class", "expected"), [(None, None), ("", ""), ("fast", "fast")])
 def test_storage_class(storage_class: str | None, expected: str | None) -> None:
     docs = chart.helm_objects({"store.sqlite.storageClass": storage_class})
@@ -258,8 +277,29 @@ def test_deny_list_metrics_off_extra_env_and_placement() -> None:
         ({"replicas": 0}, "at '/replicas': minimum"),
         ({"image.pullPolicy": "Sometimes"}, "at '/image/pullPolicy': value must be one of"),
         ({"drainTimeout": "20s"}, "at '/drainTimeout': got string, want integer"),
+        (
+            {"store.type": "postgres", "store.sqlite.existingClaim": "mandrill-data"},
+            "store.sqlite.existingClaim needs store.type=sqlite",
+        ),
+        (
+            {"store.sqlite.existingClaim": "Mandrill_Data"},
+            "at '/store/sqlite/existingClaim': 'Mandrill_Data' does not match pattern",
+        ),
+        ({"store.sqlite.existingclaim": "x"}, "additional properties 'existingclaim' not allowed"),
     ],
-    ids=["replicas-no-lease", "replicas-sqlite", "store", "glob", "typo", "zero", "pull", "drain"],
+    ids=[
+        "replicas-no-lease",
+        "replicas-sqlite",
+        "store",
+        "glob",
+        "typo",
+        "zero",
+        "pull",
+        "drain",
+        "claim-postgres",
+        "claim-name",
+        "claim-typo",
+    ],
 )
 def test_invalid_values_fail_saying_why(values: dict[str, Any], message: str) -> None:
     result = chart.template(values, check=False)

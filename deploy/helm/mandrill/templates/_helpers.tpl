@@ -55,6 +55,40 @@ app.kubernetes.io/component: operator
 {{- printf "%s-crawl-worker" (include "mandrill.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+Labels of the monitoring objects: every object's, component "monitoring" as
+deploy/monitoring's, and the value's own (e.g. release: prometheus for a
+Prometheus selecting by label), which win. dict "root" $ "extra" <labels>.
+*/}}
+{{- define "mandrill.monitoringLabels" -}}
+{{- $labels := include "mandrill.labels" .root | fromYaml }}
+{{- $_ := set $labels "app.kubernetes.io/component" "monitoring" }}
+{{- toYaml (mustMergeOverwrite $labels (.extra | default dict)) }}
+{{- end }}
+
+{{/*
+A file of deploy/monitoring, from the chart's copy in files/monitoring/, with
+its job="mandrill-metrics" (the metrics Service of release "mandrill") made
+this release's job, in YAML and in JSON spelling. dict "root" $ "path" <file>.
+*/}}
+{{- define "mandrill.monitoringFile" -}}
+{{- $job := printf "%s-metrics" (include "mandrill.fullname" .root) }}
+{{- .root.Files.Get .path
+    | replace `job="mandrill-metrics"` (printf `job="%s"` $job)
+    | replace `job=\"mandrill-metrics\"` (printf `job=\"%s\"` $job) }}
+{{- end }}
+
+{{/* A Prometheus duration (the schema checked its form: 1m30s, 500ms) in milliseconds. */}}
+{{- define "mandrill.milliseconds" -}}
+{{- $unit := dict "y" 31536000000 "w" 604800000 "d" 86400000 "h" 3600000 "m" 60000 "s" 1000 "ms" 1 }}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+(ms|[ywdhs]|m)" . -1 }}
+{{- $count := regexFind "^[0-9]+" . }}
+{{- $total = add $total (mul (atoi $count) (get $unit (trimPrefix $count .))) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
 {{- define "mandrill.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
@@ -73,5 +107,20 @@ deployment.yaml, so every template sees them checked).
 {{- end }}
 {{- if and (gt (int .Values.replicas) 1) (eq .Values.store.type "sqlite") }}
 {{- fail "replicas > 1 needs store.type=postgres: the SQLite file is on a ReadWriteOnce volume one pod mounts" }}
+{{- end }}
+{{- if and .Values.store.sqlite.existingClaim (ne .Values.store.type "sqlite") }}
+{{- fail "store.sqlite.existingClaim needs store.type=sqlite: with PostgreSQL the pod stores nothing and mounts no claim" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not (and .Values.metrics.enabled .Values.metrics.service.enabled)) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled and metrics.service.enabled: the ServiceMonitor scrapes the metrics Service" }}
+{{- end }}
+{{- with .Values.metrics.serviceMonitor }}
+{{- $interval := include "mandrill.milliseconds" .interval | int64 }}
+{{- if eq $interval 0 }}
+{{- fail "metrics.serviceMonitor.interval must be longer than 0: Prometheus would never scrape" }}
+{{- end }}
+{{- if gt (include "mandrill.milliseconds" .scrapeTimeout | int64) $interval }}
+{{- fail "metrics.serviceMonitor.scrapeTimeout must not exceed metrics.serviceMonitor.interval: Prometheus refuses such a scrape config" }}
+{{- end }}
 {{- end }}
 {{- end }}
