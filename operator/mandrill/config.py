@@ -70,6 +70,9 @@ class Settings:
     """Restarts in flight across all requests."""
     max_concurrent_requests: int = 64
     """RestartRequests worked on at once; the rest wait their turn, oldest first."""
+    max_crawls: int = 8
+    """In-process crawls at once (CrawlJobs without spec.workers); the rest wait Queued,
+    oldest first. 0 means no limit."""
     resync_interval: float = 60.0
     """Seconds between listings that find requests no watch event brought."""
     liveness_port: int = 8080
@@ -152,6 +155,12 @@ OPTIONS = (
         "--max-concurrent-requests",
         "max_concurrent_requests",
         "RestartRequests worked on at once (oldest first)",
+        int,
+    ),
+    Option(
+        "--max-crawls",
+        "max_crawls",
+        "in-process crawls at once, the rest queued oldest first; 0: no limit",
         int,
     ),
     Option(
@@ -321,6 +330,10 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     ),
     "max_concurrent_restarts": (lambda v: isinstance(v, int) and v >= 1, "must be at least 1"),
     "max_concurrent_requests": (lambda v: isinstance(v, int) and v >= 1, "must be at least 1"),
+    "max_crawls": (
+        lambda v: isinstance(v, int) and 0 <= v <= 10000,
+        "is not a number of crawls in [0, 10000] (0 means no limit)",
+    ),
     "resync_interval": (
         lambda v: isinstance(v, float) and 0.1 <= v <= 86400,
         "is not a number of seconds in [0.1, 86400]",

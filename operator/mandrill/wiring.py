@@ -55,6 +55,7 @@ from mandrill.application.schedule_ports import Ports as SchedulePorts
 from mandrill.config import Settings
 from mandrill.domain.crawl import job as crawl_job
 from mandrill.domain.crawl import worker_run, workers
+from mandrill.domain.crawl.slots import CrawlSlots
 from mandrill.domain.errors import PermanentError, StoreError, TransientError
 from mandrill.domain.leadership import Timing
 from mandrill.domain.restart import process
@@ -100,12 +101,18 @@ class Services:
     schedules: ScheduleService = attrs.field(init=False)
     """One loop per RestartSchedule, publishing its runs as RestartRequests."""
     schedule_listing: KubeRequests = attrs.field(init=False)
+    crawl_slots: CrawlSlots = attrs.Factory(
+        lambda self: CrawlSlots(self.settings.max_crawls, observe=metrics.crawl_slots_changed),
+        takes_self=True,
+    )
+    """The in-process crawls running at once (--max-crawls), and the queue for a slot."""
     worker_namespace: str | None = None
     """Where worker Jobs go: the configured namespace, else the operator's own."""
     _worker_settings: workers.WorkerSettings | None = None
     _draining: asyncio.Event = attrs.Factory(asyncio.Event)
 
     def __attrs_post_init__(self) -> None:
+        metrics.CRAWL_SLOTS.set(self.settings.max_crawls)
         reaper = Reaper(api=self.api, tasks=self.tasks)
         retrier = JournalRetrier(api=self.api, journal=self.fenced_journal, tasks=self.tasks)
         patterns = self.settings.namespaces
@@ -182,6 +189,15 @@ class Services:
             ),
             open_fetcher=crawl_jobs.fetcher_factory(self.crawl_policy),
         )
+
+    async def crawl_queued(
+        self, *, job: crawl_job.JobRef, body: Mapping[str, Any], message: str, event: bool
+    ) -> None:
+        """Say in a CrawlJob's status (and an Event) that it waits for a crawl slot."""
+        reporter = crawl_jobs.CrawlJobStatus(
+            api=self.api, job=job, body=body, events=self.events.post
+        )
+        await reporter.queued(message, event=event)
 
     @property
     def worker_jobs(self) -> worker_jobs.KubeWorkerJobs | None:

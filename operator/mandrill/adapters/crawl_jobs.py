@@ -116,6 +116,12 @@ class CrawlJobStatus:
         reason = "Resumed" if resumed is not None else "Started"
         self.events(self.body, "Normal", reason, message)
 
+    async def queued(self, message: str, *, event: bool = True) -> None:
+        """Pending, reason Queued (waiting for a crawl slot); Event Queued unless told not."""
+        await self._patch(crawl_status.queued(message, job=self.job))
+        if event:
+            self.events(self.body, "Normal", "Queued", message)
+
     async def progress(self, status: crawl_status.CrawlJobStatus) -> None:
         """One progress patch."""
         await self._patch(status)

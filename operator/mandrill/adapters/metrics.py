@@ -72,7 +72,19 @@ CRAWL_FETCH = prom.Histogram(
     "Time to an outcome per URL, retries included",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-CRAWLS_RUNNING = prom.Gauge("mandrill_crawls_running", "CrawlJobs being crawled right now")
+CRAWLS_RUNNING = prom.Gauge(
+    "mandrill_crawls_running",
+    "CrawlJobs being crawled right now: in-process crawls holding a slot, and CrawlJobs "
+    "followed on worker pods",
+)
+CRAWLS_QUEUED = prom.Gauge(
+    "mandrill_crawls_queued",
+    "In-process CrawlJobs waiting for a crawl slot (--max-crawls), phase Pending, reason Queued",
+)
+CRAWL_SLOTS = prom.Gauge(
+    "mandrill_crawl_slots",
+    "In-process crawls this operator runs at once (--max-crawls); 0: no limit",
+)
 CRAWL_WORKER_JOBS = prom.Counter(
     "mandrill_crawl_worker_jobs_total",
     "Worker Jobs of CrawlJobs with spec.workers, by event: created, deleted (with their "
@@ -174,6 +186,12 @@ def page_crawled(result: PageResult) -> None:
         CRAWL_ERRORS.labels(str(result.error)).inc()
     else:
         CRAWL_LINKS.inc(result.links)
+
+
+def crawl_slots_changed(running: int, queued: int) -> None:
+    """The crawl slot queue's `observe`: only the queue length is its own to say;
+    mandrill_crawls_running also counts CrawlJobs on worker pods, tracked by the handler."""
+    CRAWLS_QUEUED.set(queued)
 
 
 def serve(port: int) -> None:

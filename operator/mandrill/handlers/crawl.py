@@ -17,6 +17,13 @@ reason to cancel, since the run is only posting its last Events.
 With leader election, a standby's daemons wait (kopf starts one per
 unfinished job in every replica) and crawl only once this process leads.
 
+An in-process crawl first takes one of --max-crawls slots
+(mandrill.domain.crawl.slots), after leading, so only the leader's crawls
+count. One that must wait says so (Pending, Queued, one Event) and starts
+when a slot frees, oldest job first. Waiting is part of the crawl's task, so
+a deletion or a shutdown stops a queued job exactly as it stops a running
+one: it leaves the queue at once, having taken nothing.
+
 A job with `spec.workers` of 2 or more is crawled by worker pods instead
 (mandrill.domain.crawl.worker_run): the daemon creates their Job and follows
 it into the status. Deleting the CrawlJob stops the daemon as above, and the
@@ -27,6 +34,7 @@ leaving leaves the workers running, for the next leader to follow.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -34,7 +42,7 @@ import kopf
 from mandrill import resources
 from mandrill.adapters import metrics
 from mandrill.application import election
-from mandrill.domain.crawl import job, job_run, worker_run, workers
+from mandrill.domain.crawl import job, job_run, slots, worker_run, workers
 from mandrill.domain.crawl import status as crawl_status
 from mandrill.domain.errors import PermanentError, TransientError
 from mandrill.wiring import Services
@@ -88,23 +96,21 @@ async def crawl(
     on_workers = workers.requested_workers(spec) > 1
     if on_workers:
         work = asyncio.create_task(
-            worker_run.run(
-                ref,
-                raw_spec=dict(spec),
-                status=dict(status),
-                ctx=services.worker_context(job=ref, body=body),
+            _tracked(
+                lambda: worker_run.run(
+                    ref,
+                    raw_spec=dict(spec),
+                    status=dict(status),
+                    ctx=services.worker_context(job=ref, body=body),
+                )
             )
         )
     else:
-        ctx = services.crawl_context(job=ref, body=body)
         work = asyncio.create_task(
-            job_run.run(
-                ref, raw_spec=dict(spec), attempt=int(status.get("attempts") or 0) + 1, ctx=ctx
-            )
+            _in_a_slot(services, ref, body=body, meta=meta, spec=spec, status=status, logger=logger)
         )
     try:
-        with metrics.CRAWLS_RUNNING.track_inprogress():
-            outcome = await _unless_stopped(work, stopped)
+        outcome = await _unless_stopped(work, stopped)
     except TransientError as e:
         raise kopf.TemporaryError(str(e), delay=min(60, 2 ** min(retry + 1, 6))) from e
     except PermanentError as e:
@@ -124,6 +130,46 @@ async def crawl(
 
 
 _DELETED = kopf.DaemonStoppingReason.RESOURCE_DELETED
+
+
+async def _tracked(run: Callable[[], Awaitable[job.Outcome]]) -> job.Outcome:
+    """`run()`, counted in mandrill_crawls_running while it runs."""
+    with metrics.CRAWLS_RUNNING.track_inprogress():
+        return await run()
+
+
+async def _in_a_slot(
+    services: Services,
+    ref: job.JobRef,
+    *,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    logger: kopf.Logger,
+) -> job.Outcome:
+    """The in-process crawl, once it holds a crawl slot (--max-crawls), oldest job first.
+
+    Waiting counts no attempt and touches nothing but phase, reason and message,
+    so the attempt that follows resumes from the store as it would have."""
+    was_queued = status.get("reason") == "Queued"
+
+    async def queued(usage: slots.Usage) -> None:
+        logger.info("queued: %s", usage.message)
+        try:
+            await services.crawl_queued(
+                job=ref, body=body, message=usage.message, event=not was_queued
+            )
+        except TransientError as e:  # waiting goes on; the crawl's own writes follow
+            logger.warning("Queued status not written: %s", e)
+
+    order = (str(meta.get("creationTimestamp") or ""), ref.namespace, ref.name)
+    async with services.crawl_slots.held(order, on_queued=queued):
+        attempt = int(status.get("attempts") or 0) + 1
+        ctx = services.crawl_context(job=ref, body=body)
+        return await _tracked(
+            lambda: job_run.run(ref, raw_spec=dict(spec), attempt=attempt, ctx=ctx)
+        )
 
 
 async def _stop_workers(services: Services, ref: job.JobRef, logger: kopf.Logger) -> None:

@@ -113,6 +113,14 @@ def started(
     return status, message
 
 
+def queued(message: str, *, job: JobRef) -> CrawlJobStatus:
+    """Pending, reason Queued: waiting for a crawl slot. Nothing else is touched, so an
+    interrupted crawl's counters and attempts stay as they were until it resumes."""
+    return CrawlJobStatus(
+        phase="Pending", reason="Queued", message=message, observedGeneration=job.generation
+    )
+
+
 def counters(tally: Tally) -> CrawlJobStatus:
     """Counters and progress as pages come in."""
     p = tally.progress
