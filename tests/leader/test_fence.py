@@ -2,12 +2,16 @@
 
 Covers: a write (POST, PATCH, DELETE) is refused before a connection is even
 tried, naming the call; a read passes the fence and goes to the network; an
-allowed write is sent; the journal and the crawl store ask the same fence, and
-nothing reaches them once it refuses.
+allowed write is sent; a write that passed the fence and then waited for a
+connection while the fence closed (a process frozen past its lease, with its
+writes queued on the pool) is refused when it gets one and never reaches the
+server, against a real local HTTP server; the journal and the crawl store ask
+the same fence, and nothing reaches them once it refuses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 import aiohttp
 import attrs
 import pytest
+from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient, Configuration
 
@@ -25,6 +30,7 @@ from mandrill.domain.crawl.models import Edge, PageResult, Progress
 from mandrill.domain.leadership import NotLeader
 from mandrill.domain.restart.models import RequestRef
 from mandrill.domain.restart.process import JournalEntry
+from tests import local_http
 
 
 def _closed_port() -> int:
@@ -83,6 +89,64 @@ async def test_an_allowed_write_is_sent(api: ApiClient) -> None:
         await client.CoreV1Api(api).delete_namespaced_pod("web-1", "shop")
 
     assert len(asked) == 1
+
+
+async def test_a_write_that_waited_for_a_connection_through_a_closing_fence_is_not_sent() -> None:
+    """One connection in the pool, held by a slow read: the PATCH behind it passes
+    the first check, then waits; the fence closes meanwhile (the process was
+    deposed, or frozen past its lease); when the read ends and the PATCH gets the
+    connection it is refused, and the server never sees it."""
+    seen: list[str] = []
+    reading, release, queued = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_read(request: web.Request) -> web.Response:
+        seen.append(request.method)
+        reading.set()
+        await release.wait()
+        return web.json_response({"kind": "Pod", "metadata": {"name": "web-1"}})
+
+    async def patch(request: web.Request) -> web.Response:
+        seen.append(request.method)
+        return web.json_response({})
+
+    async def on_queued(*_: object) -> None:
+        queued.set()
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/shop/pods/web-1", slow_read)
+    app.router.add_patch("/api/v1/namespaces/shop/pods/web-1", patch)
+    gate, asked = _Gate(), []
+
+    def check(what: str) -> None:
+        asked.append(what)
+        gate.check(what)
+
+    async with local_http.serve(app) as url:
+        config = Configuration(host=url)
+        config.connection_pool_maxsize = 1
+        async with ApiClient(configuration=config) as api:
+            kube.fence(api, check)
+            watching = aiohttp.TraceConfig()  # only to know when the PATCH waits for the pool
+            watching.on_connection_queued_start.append(on_queued)
+            watching.freeze()
+            api.rest_client.pool_manager.trace_configs.append(watching)
+            core = client.CoreV1Api(api)
+            read = asyncio.create_task(core.read_namespaced_pod("web-1", "shop"))
+            await asyncio.wait_for(reading.wait(), 5)
+            write = asyncio.create_task(
+                core.patch_namespaced_pod("web-1", "shop", {"metadata": {"labels": {"a": "b"}}})
+            )
+            await asyncio.wait_for(queued.wait(), 5)  # past the first check, behind the read
+            assert len(asked) == 1
+            gate.open = False
+            release.set()
+            await read
+            with pytest.raises(NotLeader):
+                await write
+
+    assert len(asked) == 2, asked
+    assert asked[1].startswith(f"PATCH {url}/api/v1/namespaces/shop/pods/web-1"), asked
+    assert seen == ["GET"], "the PATCH reached the server after the fence closed"
 
 
 @attrs.define

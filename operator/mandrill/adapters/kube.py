@@ -198,10 +198,15 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def fence(api: ApiClient, check: Callable[[str], None]) -> None:
     """Make every write `api` sends ask `check` first (it raises to refuse).
 
-    Checked in the REST client itself, the last of our code before aiohttp puts
-    the request on the wire, so no path (an adapter, the Event poster, a task
-    that slept through a lost election) can write without asking. Reads are
-    not fenced: a deposed leader that reads does no harm."""
+    Asked twice. First in the REST client itself, so no path (an adapter, the
+    Event poster, a task that slept through a lost election) can write
+    without asking. Then again inside aiohttp, once the request has a
+    connection and nothing but synchronous code stands between it and the
+    socket: a write that passed the first check and then waited (for a
+    connection from the pool, or a new one's TLS handshake) while the
+    process was frozen past its lease would otherwise go out the moment the
+    process runs again. Reads are not fenced: a deposed leader that reads
+    does no harm."""
     rest = api.rest_client
     send = rest.request
 
@@ -211,3 +216,26 @@ def fence(api: ApiClient, check: Callable[[str], None]) -> None:
         return await send(method, url, *args, **kwargs)
 
     rest.request = request  # type: ignore[method-assign]  # per instance: only this client
+    rest.pool_manager.trace_configs.append(_last_moment(check))
+
+
+def _last_moment(check: Callable[[str], None]) -> aiohttp.TraceConfig:
+    """A trace that asks `check` for a write when aiohttp hands it its connection
+    (a new one, or one reused or waited for); raising there aborts the request."""
+
+    async def started(
+        _: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        method = params.method.upper()
+        ctx.write = f"{method} {params.url.with_query(None)}" if method in WRITES else None
+
+    async def connected(_: aiohttp.ClientSession, ctx: Any, __: object) -> None:
+        if ctx.write is not None:
+            check(ctx.write)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_connection_create_end.append(connected)
+    trace.on_connection_reuseconn.append(connected)
+    trace.freeze()
+    return trace
