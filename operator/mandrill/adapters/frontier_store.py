@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable
+from typing import Any
 
 from mandrill.adapters import database
 from mandrill.domain.crawl import frontier, urls
@@ -74,6 +75,18 @@ def origin_row(job_uid: str, record: frontier.RobotsRecord) -> OriginRow:
     return (job_uid, record.origin, record.rules, record.unavailable, failure, record.message)
 
 
+def robots_record(row: Iterable[Any]) -> frontier.RobotsRecord:
+    """A crawl_hosts row read back: (origin, rules, unavailable, failure, message)."""
+    origin, rules, unavailable, failure, message = row
+    return frontier.RobotsRecord(
+        origin=origin,
+        rules=rules,
+        unavailable=unavailable,
+        failure=ErrorKind(failure) if failure is not None else None,
+        message=message,
+    )
+
+
 async def load(db: database.Database, job_uid: str) -> frontier.Resumption | None:
     """The stored crawl of `job_uid`; None if it has no frontier (start from scratch)."""
     rows = await db.fetch(
@@ -106,16 +119,7 @@ async def load(db: database.Database, job_uid: str) -> frontier.Resumption | Non
         rejected=outcomes - done,
         counts=counts,
         linked=frozenset(str(t) for (t,) in linked),
-        robots=tuple(
-            frontier.RobotsRecord(
-                origin=origin,
-                rules=rules,
-                unavailable=unavailable,
-                failure=ErrorKind(failure) if failure is not None else None,
-                message=message,
-            )
-            for origin, rules, unavailable, failure, message in origins
-        ),
+        robots=tuple(robots_record(row) for row in origins),
     )
 
 

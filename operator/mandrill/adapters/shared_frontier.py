@@ -39,7 +39,7 @@ import attrs
 from mandrill.adapters import crawl_store, frontier_store, postgres
 from mandrill.domain import timestamps
 from mandrill.domain.crawl import frontier, shared, urls
-from mandrill.domain.crawl.models import ErrorKind, PageResult
+from mandrill.domain.crawl.models import PageResult
 from mandrill.store_url import StoreUrl
 
 T = TypeVar("T")
@@ -358,16 +358,7 @@ class PostgresSharedFrontier:
     async def robots(self, host: str) -> list[frontier.RobotsRecord]:
         async def work(conn: _Counted) -> list[frontier.RobotsRecord]:
             rows = await conn.fetch(ROBOTS, self.job_uid, [f"http://{host}", f"https://{host}"])
-            return [
-                frontier.RobotsRecord(
-                    origin=origin,
-                    rules=rules,
-                    unavailable=unavailable,
-                    failure=ErrorKind(failure) if failure is not None else None,
-                    message=message,
-                )
-                for origin, rules, unavailable, failure, message in rows
-            ]
+            return [frontier_store.robots_record(row) for row in rows]
 
         return await self._run("cannot read robots.txt records in", work)
 
