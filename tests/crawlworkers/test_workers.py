@@ -375,8 +375,14 @@ async def test_crawl_delay_holds_when_the_host_changes_hands(
     _, _, states = await stored(postgres_url)
     assert states == {"done": 32}  # 30 pages, 2 missing
     assert robots_reads == 1  # read by the first holder, handed on through the store
+    # The server notes a request when its own event loop gets to it, so one noted
+    # late (a loaded machine: 50 ms seen) shortens the gap after it. Two checks
+    # that lag cannot fake: no gap near zero (a new holder that ignored the
+    # delay, or two requests at once), and the spacing as a whole, first to last,
+    # which only a late note of the first request shortens (by its lag).
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert min(gaps) >= delay - 0.02, sorted(gaps)[:3]
+    assert min(gaps) >= delay / 2, sorted(gaps)[:3]
+    assert starts[-1] - starts[0] >= (len(starts) - 1) * delay - 0.05, sorted(gaps)[:3]
 
 
 async def test_a_worker_paused_past_its_leases_holds_no_one_up_and_writes_nothing(
