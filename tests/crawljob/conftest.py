@@ -38,6 +38,23 @@ def all_crds(cluster: kube.Cluster) -> None:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
+def crawling_operator(
+    kubeconfig: pathlib.Path, workdir: pathlib.Path, namespaces: str, *extra: str
+) -> Iterator[OperatorProcess]:
+    """A fixture's body: `mandrill run` on `namespaces` with a SQLite store in `workdir`,
+    allowed to crawl the test sites on 127.0.0.1; it must exit 0 on SIGTERM."""
+    op = OperatorProcess(
+        kubeconfig=kubeconfig,
+        workdir=workdir,
+        namespaces=namespaces,
+        store_url=f"sqlite:///{workdir / 'store.sqlite'}",
+        extra_args=("--crawl-allow-private", "true", *extra),
+    ).start()
+    yield op
+    code = op.stop()
+    assert code == 0, f"operator exited {code} on SIGTERM:\n{op.log_tail()}"
+
+
 @pytest.fixture(scope="session")
 def crawl_operator(
     cluster: kube.Cluster,
@@ -45,17 +62,9 @@ def crawl_operator(
     tmp_path_factory: pytest.TempPathFactory,
     operator_kubeconfig: pathlib.Path,
 ) -> Iterator[OperatorProcess]:
-    workdir = tmp_path_factory.mktemp("crawl-operator")
-    op = OperatorProcess(
-        kubeconfig=operator_kubeconfig,
-        workdir=workdir,
-        namespaces="cj-*",
-        store_url=f"sqlite:///{workdir / 'store.sqlite'}",
-        extra_args=("--crawl-allow-private", "true"),
-    ).start()
-    yield op
-    code = op.stop()
-    assert code == 0, f"operator exited {code} on SIGTERM:\n{op.log_tail()}"
+    yield from crawling_operator(
+        operator_kubeconfig, tmp_path_factory.mktemp("crawl-operator"), "cj-*"
+    )
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests import kube
 from tests.crawljob import site
 from tests.crawljob.conftest import (
     MakeNamespace,
+    crawling_operator,
     crawljob,
     events_of,
     finished,
@@ -45,17 +46,13 @@ def one_slot(
     operator_kubeconfig: pathlib.Path,
 ) -> Iterator[OperatorProcess]:
     """An operator that runs one in-process crawl at a time."""
-    workdir = tmp_path_factory.mktemp("one-slot-operator")
-    op = OperatorProcess(
-        kubeconfig=operator_kubeconfig,
-        workdir=workdir,
-        namespaces="cjq-*",
-        store_url=f"sqlite:///{workdir / 'store.sqlite'}",
-        extra_args=("--crawl-allow-private", "true", "--max-crawls", "1"),
-    ).start()
-    yield op
-    code = op.stop()
-    assert code == 0, f"operator exited {code} on SIGTERM:\n{op.log_tail()}"
+    yield from crawling_operator(
+        operator_kubeconfig,
+        tmp_path_factory.mktemp("one-slot-operator"),
+        "cjq-*",
+        "--max-crawls",
+        "1",
+    )
 
 
 @pytest.fixture
@@ -96,6 +93,13 @@ async def until_phase(api: ApiClient, ns: str, name: str, phase: str, reason: st
         return await phase_of(api, ns, name) == (phase, reason)
 
     await eventually(there, what=f"CrawlJob {name} {phase}/{reason}", within=30)
+
+
+async def until_gone(api: ApiClient, ns: str, name: str, *, within: float) -> None:
+    async def gone() -> bool:
+        return await get_job(api, ns, name) is None
+
+    await eventually(gone, what=f"CrawlJob {name} deleted", within=within)
 
 
 async def test_a_second_job_waits_queued_and_both_succeed(
@@ -158,20 +162,14 @@ async def test_a_deleted_queued_job_goes_within_seconds(
     began = time.monotonic()
     await kubectl(cluster, "delete", "crawljob", "queued", "-n", ns, "--wait=false")
 
-    async def gone() -> bool:
-        return await get_job(api, ns, "queued") is None
-
-    await eventually(gone, what="the queued CrawlJob deleted", within=10)
+    await until_gone(api, ns, "queued", within=10)
     assert time.monotonic() - began < 5, "the queued job's finalizer lingered"
     assert await phase_of(api, ns, "long") == ("Running", "Crawling")
     assert gauges(one_slot) == (1.0, 0.0)
 
     await kubectl(cluster, "delete", "crawljob", "long", "-n", ns, "--wait=false")
 
-    async def long_gone() -> bool:
-        return await get_job(api, ns, "long") is None
-
-    await eventually(long_gone, what="the running CrawlJob deleted", within=20)
+    await until_gone(api, ns, "long", within=20)
 
     async def idle() -> bool:
         return gauges(one_slot) == (0.0, 0.0)
