@@ -29,6 +29,7 @@ import contextlib
 import functools
 import pathlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -39,7 +40,9 @@ from mandrill.domain import timestamps
 from mandrill.domain.errors import StoreError
 from mandrill.store_url import Backend
 
-PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000")
+BUSY_SECONDS = 5.0
+"""How long a statement waits for another connection's lock (busy_timeout)."""
+PRAGMAS = ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
 THREAD_NAME = "mandrill-sqlite"
 T = TypeVar("T")
 Statements = Sequence[tuple[str, Sequence[Sequence[Any]]]]
@@ -193,8 +196,37 @@ def _set_up(
     where: str,
 ) -> None:
     for pragma in pragmas:
-        db.execute(pragma)
+        patiently(db, pragma)
     _migrate(db, migrations=migrations, where=where)
+
+
+def patiently(
+    db: sqlite3.Connection,
+    sql: str,
+    *,
+    within: float = BUSY_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """`sql`, again while the file is locked, for up to `within` seconds.
+
+    For the pragmas: switching a file to WAL needs an exclusive lock, and SQLite
+    refuses it at once when another connection holds any, without the busy
+    wait that statements get. Two users of one new file opening together (the
+    journal and the crawl store at start-up) then failed one of them: "database
+    is locked" in no time at all."""
+    deadline = clock() + within
+    pause = 0.005
+    while True:
+        try:
+            db.execute(sql)
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or clock() >= deadline:
+                raise
+        else:
+            return
+        sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _migrate(db: sqlite3.Connection, *, migrations: Sequence[schema.Migration], where: str) -> None:
