@@ -5,7 +5,8 @@ its lease ends, then anyone may claim it; URLs of a held host are leased in
 admission order, once; a lease that ran out is taken over, and the old
 holder's outcome is then fenced off (nothing stored twice) while the new
 holder's is stored; a heartbeat keeps a lease from being taken; a released
-host hands its next allowed start (Crawl-delay) on; concurrent outcomes
+host hands its next allowed start (Crawl-delay) on; releasing everything frees
+leases the holder did not know it had (a claim cut off by its stop); concurrent outcomes
 with overlapping links admit each URL once and exactly maxPages URLs in
 all; the Participant stops fetching a URL whose lease ends within its
 margin, and gives up a host whose renewal was refused; a host's next start
@@ -142,6 +143,28 @@ async def test_a_released_host_hands_on_its_next_start(frontiers: Opener) -> Non
     assert grant.not_before == T0 + 7.5
     again = await b.lease("b", rooms={"a.test": 2}, now=T0 + 1, until=T0 + 11)
     assert [x.url for x in again] == [f"{SITE}/", f"{SITE}/2"]
+
+
+async def test_releasing_everything_frees_leases_the_holder_did_not_know_it_had(
+    frontiers: Opener, query: Query
+) -> None:
+    """A stopping worker whose last claim and lease committed while the stop cancelled
+    them: it names nothing, and still nothing stays leased to it."""
+    await seeded(frontiers, f"{SITE}/", f"{SITE}/2", f"{OTHER}/")
+    a, b = await frontiers(), await frontiers()
+    await a.claim_hosts("a", limit=2, now=T0, until=T0 + 60)
+    await a.lease("a", rooms={"a.test": 2, "b.test": 2}, now=T0, until=T0 + 60)
+    assert await b.claim_hosts("b", limit=2, now=T0, until=T0 + 60) == [], "both are a's"
+
+    await a.release("a", urls=[], hosts={"a.test": T0 + 2.5}, everything=True)
+
+    assert await query("SELECT COUNT(*) FROM crawl_frontier WHERE leased_by IS NOT NULL") == [(0,)]
+    assert await query("SELECT COUNT(*) FROM crawl_host_leases WHERE holder IS NOT NULL") == [(0,)]
+    grants = {g.host: g for g in await b.claim_hosts("b", limit=2, now=T0 + 1, until=T0 + 61)}
+    assert set(grants) == {"a.test", "b.test"}, "taken over at once, not after 60 s"
+    assert grants["a.test"].not_before == T0 + 2.5  # a known host's next start handed on
+    taken = await b.lease("b", rooms={"a.test": 2, "b.test": 2}, now=T0 + 1, until=T0 + 61)
+    assert sorted(x.url for x in taken) == sorted([f"{SITE}/", f"{SITE}/2", f"{OTHER}/"])
 
 
 async def test_concurrent_outcomes_admit_each_url_once_and_exactly_max_pages(

@@ -50,6 +50,7 @@ class FakeFrontier:
     leased: list[dict[str, int]] = attrs.Factory(list)
     written: list[tuple[list[str], list[tuple[str, int]], list[str]]] = attrs.Factory(list)
     released: list[tuple[list[str], dict[str, float]]] = attrs.Factory(list)
+    everything: list[bool] = attrs.Factory(list)
 
     def _maybe_fail(self) -> None:
         if self.failing:
@@ -102,9 +103,15 @@ class FakeFrontier:
         )
 
     async def release(
-        self, holder: str, *, urls: Iterable[str], hosts: Mapping[str, float]
+        self,
+        holder: str,
+        *,
+        urls: Iterable[str],
+        hosts: Mapping[str, float],
+        everything: bool = False,
     ) -> None:
         self.released.append((sorted(urls), dict(hosts)))
+        self.everything.append(everything)
 
     async def robots(self, host: str) -> list[frontier.RobotsRecord]:
         return []
@@ -195,6 +202,7 @@ async def test_a_host_with_nothing_left_is_given_back_with_its_next_start() -> N
     assert await me._lease_more() == []
     assert me.hosts == {}
     ((urls, hosts),) = store.released
+    assert store.everything == [False]  # only that host: the worker goes on
     assert urls == []
     assert hosts["a.test"] == pytest.approx(T0 + 3, abs=0.1)  # the delay handed on again
 
@@ -212,5 +220,6 @@ async def test_close_writes_what_is_queued_and_gives_back_every_lease() -> None:
     assert store.written[0][0] == ["http://a.test/0"]
     assert store.released[-1][0] == ["http://a.test/1", "http://a.test/2"]
     assert set(store.released[-1][1]) == {"a.test"}
+    assert store.everything == [True], "a stopping worker gives back what it holds unseen too"
     assert me.urls == {}
     assert me.hosts == {}

@@ -114,6 +114,12 @@ RELEASE_HOSTS = """
 UPDATE crawl_host_leases h SET holder = NULL, lease_until = NULL, next_start = v.next_start
 FROM unnest($3::text[], $4::text[]) AS v(host, next_start)
 WHERE h.job_uid = $1 AND h.host = v.host AND h.holder = $2"""
+RELEASE_EVERY_URL = f"""
+UPDATE crawl_frontier SET leased_by = NULL, lease_until = NULL
+WHERE job_uid = $1 AND leased_by = $2 AND state = '{PENDING}'"""
+RELEASE_EVERY_HOST = """
+UPDATE crawl_host_leases SET holder = NULL, lease_until = NULL
+WHERE job_uid = $1 AND holder = $2"""
 ROBOTS = """
 SELECT origin, robots_rules, unavailable, failure, message FROM crawl_hosts
 WHERE job_uid = $1 AND origin = ANY($2::text[])"""
@@ -339,19 +345,27 @@ class PostgresSharedFrontier:
         return await self._run("cannot store outcomes in", work)
 
     async def release(
-        self, holder: str, *, urls: Iterable[str], hosts: Mapping[str, float]
+        self,
+        holder: str,
+        *,
+        urls: Iterable[str],
+        hosts: Mapping[str, float],
+        everything: bool = False,
     ) -> None:
         held = list(urls)
-        if not held and not hosts:
+        if not held and not hosts and not everything:
             return
 
         async def work(conn: _Counted) -> None:
-            if held:
+            if held and not everything:
                 await conn.execute(RELEASE_URLS, self.job_uid, holder, held)
             if hosts:
                 names = list(hosts)
                 starts = [at(hosts[h]) for h in names]
                 await conn.execute(RELEASE_HOSTS, self.job_uid, holder, names, starts)
+            if everything:  # what the holder took without knowing it (a cut-off claim)
+                await conn.execute(RELEASE_EVERY_URL, self.job_uid, holder)
+                await conn.execute(RELEASE_EVERY_HOST, self.job_uid, holder)
 
         await self._run("cannot release leases in", work)
 

@@ -175,9 +175,17 @@ class SharedFrontier(Protocol):
         ...
 
     async def release(
-        self, holder: str, *, urls: Iterable[str], hosts: Mapping[str, float]
+        self,
+        holder: str,
+        *,
+        urls: Iterable[str],
+        hosts: Mapping[str, float],
+        everything: bool = False,
     ) -> None:
-        """Give back leases still this holder's (hosts: their next allowed start)."""
+        """Give back leases still this holder's (hosts: their next allowed start).
+        `everything`: also every other lease the store has for this holder, for a
+        stopping worker, whose last claim or lease may have committed unseen (the stop
+        cancelled it while its answer was on the way)."""
         ...
 
     async def robots(self, host: str) -> list[frontier.RobotsRecord]:
@@ -483,12 +491,16 @@ class Participant:
             self._room.set()
 
     async def close(self) -> None:
-        """Write what is queued, give back every lease still held (a stopping worker)."""
+        """Write what is queued, give back every lease this holder has (a stopping worker):
+        those it knows of, and any a claim or lease cut off by the stop took unseen, which
+        would otherwise keep the others waiting for their lease to run out."""
         try:
             await self._write()
         finally:
             hosts = {host: self._next_start(host) for host in self.hosts}
-            await self.store.release(self.holder, urls=list(self.urls), hosts=hosts)
+            await self.store.release(
+                self.holder, urls=list(self.urls), hosts=hosts, everything=True
+            )
             self.urls.clear()
             self.hosts.clear()
             self.per_host.clear()
